@@ -1,0 +1,1 @@
+"""Read-only query API over the latest published DuckDB snapshot."""

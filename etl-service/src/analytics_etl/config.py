@@ -1,0 +1,57 @@
+"""ETL settings from the environment (names fixed by DESIGN.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote_plus
+
+from pydantic import Field, model_validator
+
+from analytics_shared.settings import StorageSettings, load_settings
+
+
+class EtlSettings(StorageSettings):
+    source_url: str = ""
+    mssql_host: str = ""
+    mssql_port: int = 1433
+    mssql_database: str = ""
+    mssql_username: str = ""
+    mssql_password: str = ""
+    mssql_driver: str = "ODBC Driver 18 for SQL Server"
+    tables_to_sync: str = "inventory,products,orders,transactions,customers"
+    sync_interval_seconds: int = Field(60, ge=1)
+    change_detection: Literal["auto", "timestamp", "rowversion", "change_tracking", "full"] = "auto"
+    cursor_column: str = "updated_at"
+    cursor_lag_seconds: int = Field(300, ge=0)
+    delete_reconcile_every: int = Field(10, ge=0)
+    history_keep: int = Field(24, ge=1)
+    etl_state_dir: Path = Path("./data/etl-state")
+    batch_size: int = Field(50_000, ge=100)
+    views_path: Path | None = None
+    max_retries: int = Field(3, ge=0)
+
+    @model_validator(mode="after")
+    def _source(self):  # noqa: ANN202 - pydantic hook
+        if not self.source_url:
+            if not self.mssql_host:
+                raise ValueError("set SOURCE_URL, or MSSQL_HOST with MSSQL_DATABASE/USERNAME/PASSWORD")
+            missing = [n for n in ("mssql_database", "mssql_username", "mssql_password") if not getattr(self, n)]
+            if missing:
+                raise ValueError("missing " + ", ".join(m.upper() for m in missing))
+            self.source_url = (
+                f"mssql+pyodbc://{quote_plus(self.mssql_username)}:{quote_plus(self.mssql_password)}"
+                f"@{self.mssql_host}:{self.mssql_port}/{self.mssql_database}"
+                f"?driver={quote_plus(self.mssql_driver)}&TrustServerCertificate=yes"
+            )
+        if not self.table_names:
+            raise ValueError("TABLES_TO_SYNC names no table")
+        return self
+
+    @property
+    def table_names(self) -> list[str]:
+        return [t.strip() for t in self.tables_to_sync.split(",") if t.strip()]
+
+
+def get_settings(**overrides: object) -> EtlSettings:
+    return load_settings(EtlSettings, **overrides)

@@ -1,0 +1,247 @@
+"""One sync: read the manifest, bring the working database up to date table by
+table, write a fresh snapshot and publish it.
+
+Watermarks are read from the published manifest, never from local state: the
+working database may be ahead of what was published (a failed publish) but
+re-applying changes is idempotent, so no watermark ever passes unpublished data.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import sqlalchemy as sa
+import structlog
+
+from analytics_etl.config import EtlSettings
+from analytics_etl.errors import SyncAborted, classify_source_error
+from analytics_etl.extract import (BatchBuilder, select_primary_keys, select_rows,
+                                   select_since_rowversion, select_since_timestamp, stream_batches)
+from analytics_etl.publish import (apply_retention, download_verified, publish_manifest,
+                                   sha256_file, write_run_record)
+from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables
+from analytics_etl.working import WorkingDatabase
+from analytics_shared.errors import AnalyticsError
+from analytics_shared.logging import get_logger
+from analytics_shared.manifest import Column, Manifest, TableEntry, new_version, read_manifest
+from analytics_shared.storage import ObjectStore, open_store
+
+log = get_logger(__name__)
+BASE_VERSION = "base_version"
+
+
+def open_working(settings: EtlSettings, store: ObjectStore, manifest: Manifest | None) -> WorkingDatabase:
+    """Open the working database, rebuilding it from the published snapshot when it is
+    missing, corrupt or based on a version other than the one published now."""
+    path = settings.etl_state_dir / "working.duckdb"
+    working: WorkingDatabase | None = None
+    if path.exists():
+        try:
+            working = WorkingDatabase(path)
+            base = working.get_state(BASE_VERSION)
+        except duckdb.Error as exc:
+            log.warning("state.corrupt", path=str(path), error=str(exc))
+            if working:
+                working.close()
+            path.rename(path.with_suffix(f".corrupt-{int(time.time())}"))
+            working, base = None, None
+        expected = manifest.version if manifest else None
+        if working and base == expected:
+            return working
+        if working:
+            log.info("state.stale", base_version=base, published_version=expected)
+            working.close()
+            path.unlink()
+    Path(str(path) + ".wal").unlink(missing_ok=True)
+    if manifest is not None:
+        tmp = path.with_suffix(".download")
+        download_verified(store, manifest, tmp)
+        tmp.rename(path)
+        working = WorkingDatabase(path)
+        for view in working.conn.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall():
+            working.conn.execute(f'DROP VIEW "{view[0]}"')
+        working.set_state(BASE_VERSION, manifest.version)
+        log.info("state.restored", version=manifest.version)
+        return working
+    return WorkingDatabase(path)
+
+
+def _since(entry: TableEntry, lag: int) -> datetime:
+    return datetime.fromisoformat(str(entry.watermark)) - timedelta(seconds=lag)
+
+
+def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, working: WorkingDatabase,
+               settings: EtlSettings) -> tuple[TableEntry, bool]:
+    """Apply one table's changes; returns its new manifest entry and whether data changed."""
+    columns = [(c.name, c.duckdb_type) for c in spec.columns]
+    dialect = conn.dialect.name
+    builder = BatchBuilder.for_columns(columns, dialect)
+    current = working.table_columns(spec.target)
+    drifted = current is not None and [(n, t) for n, t in current] != columns
+    if drifted:
+        log.warning("schema.drift", table=spec.target, before=current, after=columns, action="full_reload")
+    incremental = (prev is not None and not drifted and current is not None and prev.watermark is not None
+                   and prev.change_detection == spec.detection and spec.detection != "full")
+    now = datetime.now(UTC)
+    runs_since = int(getattr(prev, "runs_since_reconcile", 0) or 0) + 1 if prev else 0
+    watermark = prev.watermark if incremental else None
+    reconciled_at = prev.reconciled_at if prev else None
+    changed = 0
+    if not incremental:
+        before = working.fingerprint(spec.target) if current is not None else None
+        working.replace_table(spec.target, columns, stream_batches(conn, select_rows(spec), builder, settings.batch_size))
+        changed = int(before != working.fingerprint(spec.target))
+        if spec.cursor:
+            top = working.max_value(spec.target, spec.cursor)
+            watermark = _encode_watermark(top)
+        runs_since, reconciled_at = 0, now
+    else:
+        if spec.detection == "timestamp":
+            stmt = select_since_timestamp(spec, _since(prev, settings.cursor_lag_seconds))
+        else:
+            stmt = select_since_rowversion(spec, int(prev.watermark).to_bytes(8, "big"))
+        n, _, top = working.merge_changes(spec.target, columns, spec.primary_key,
+                                          stream_batches(conn, stmt, builder, settings.batch_size),
+                                          cursor=spec.cursor)
+        changed += n
+        if top is not None:
+            watermark = max(watermark, _encode_watermark(top), key=_watermark_key)
+        every = settings.delete_reconcile_every
+        if every and runs_since >= every:
+            keys = [(k, spec.column(k).duckdb_type) for k in spec.primary_key]
+            deleted = working.reconcile_keys(spec.target, keys, stream_batches(
+                conn, select_primary_keys(spec), BatchBuilder.for_columns(keys, dialect), settings.batch_size))
+            changed += deleted
+            runs_since, reconciled_at = 0, now
+            log.info("table.reconciled", table=spec.target, deleted=deleted)
+    entry = TableEntry(
+        rows=working.row_count(spec.target), columns=[Column(name=n, type=t) for n, t in columns],
+        primary_key=list(spec.primary_key), change_detection=spec.detection, watermark=watermark,
+        synced_at=now, status="ok", last_error=None, source=spec.qualified, reconciled_at=reconciled_at,
+        runs_since_reconcile=runs_since)
+    log.info("table.synced", table=spec.target, detection=spec.detection, incremental=incremental,
+             changed=changed, rows=entry.rows, watermark=watermark)
+    return entry, changed > 0
+
+
+def _encode_watermark(value: object) -> str | int | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, int):
+        return value
+    return str(value)
+
+
+def _watermark_key(value: object) -> object:
+    return datetime.fromisoformat(value) if isinstance(value, str) else (value or 0)
+
+
+class SyncResult(dict):
+    """The run record written to runs/: also what `analytics-etl sync` prints."""
+
+
+def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine: sa.Engine | None = None,
+             stop: threading.Event | None = None) -> SyncResult:
+    run_id = uuid.uuid4().hex[:12]
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    started = time.perf_counter()
+    store = store or open_store(settings.storage_url, region=settings.s3_region, endpoint_url=settings.s3_endpoint_url)
+    own_engine = engine is None
+    engine = engine or create_source_engine(settings.source_url)
+    record = SyncResult(run_id=run_id, started_at=datetime.now(UTC).isoformat(), status="running",
+                        tables={}, errors={})
+    working = None
+    try:
+        manifest, etag = read_manifest(store)
+        working = open_working(settings, store, manifest)
+        specs, missing = reflect_tables(engine, settings.table_names, requested=settings.change_detection,
+                                        cursor_column=settings.cursor_column)
+        tables: dict[str, TableEntry] = {}
+        any_change = False
+        with engine.connect() as conn:
+            for qualified in settings.table_names:
+                if stop is not None and stop.is_set():
+                    raise SyncAborted("stop requested before publishing; nothing was published")
+                target = qualified.split(".")[-1]
+                prev = manifest.tables.get(target) if manifest else None
+                t0 = time.perf_counter()
+                try:
+                    if target in missing:
+                        raise AnalyticsError(missing[target])
+                    entry, changed = sync_table(specs[target], prev, conn, working, settings)
+                    any_change |= changed or prev is None or prev.status != "ok"
+                except (AnalyticsError, sa.exc.SQLAlchemyError, duckdb.Error, OSError) as exc:
+                    error = exc if isinstance(exc, AnalyticsError) else classify_source_error(exc)
+                    if isinstance(exc, sa.exc.SQLAlchemyError) and conn.invalidated:
+                        conn.rollback()
+                    elif conn.in_transaction():
+                        conn.rollback()
+                    log.error("table.failed", table=target, error=error.message, transient=error.transient)
+                    record["errors"][target] = error.message
+                    if prev is not None:
+                        entry = prev.model_copy(update={"status": "stale", "last_error": error.message})
+                        any_change |= prev.status != "stale" or prev.last_error != error.message
+                    else:
+                        continue
+                tables[target] = entry
+                record["tables"][target] = {"rows": entry.rows, "status": entry.status,
+                                            "seconds": round(time.perf_counter() - t0, 3)}
+        if not tables:
+            raise AnalyticsError("no table could be synced: " + "; ".join(record["errors"].values()))
+        if not any_change and manifest is not None:
+            record["status"] = "unchanged"
+            log.info("sync.unchanged")
+            return record
+        record["manifest"] = _publish(settings, store, working, manifest, etag, tables, engine).model_dump(mode="json")
+        record["status"] = "published" if not record["errors"] else "published_with_stale_tables"
+        return record
+    except AnalyticsError as exc:
+        record["status"], record["error"] = "failed", exc.message
+        raise
+    except Exception as exc:
+        record["status"], record["error"] = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        if working is not None:
+            working.close()
+        if own_engine:
+            engine.dispose()
+        if record["status"] != "unchanged":
+            _record_run(store, run_id, record)
+        structlog.contextvars.unbind_contextvars("run_id")
+
+
+def _record_run(store: ObjectStore, run_id: str, record: dict) -> None:
+    try:
+        write_run_record(store, run_id, record)
+    except AnalyticsError as exc:
+        log.warning("run_record.failed", error=exc.message)
+
+
+def _publish(settings: EtlSettings, store: ObjectStore, working: WorkingDatabase, manifest: Manifest | None,
+             etag: str | None, tables: dict[str, TableEntry], engine: sa.Engine) -> Manifest:
+    version, key = new_version()
+    out_dir = settings.etl_state_dir / "outbox"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    snapshot = out_dir / key.split("/")[-1]
+    views = settings.views_path.read_text() if settings.views_path else None
+    working.export_snapshot(snapshot, list(tables), views)
+    new = Manifest(format_version=1, version=version, previous_version=manifest.version if manifest else None,
+                   created_at=datetime.now(UTC), database_key=key, sha256=sha256_file(snapshot),
+                   size_bytes=snapshot.stat().st_size, duckdb_version=duckdb.__version__,
+                   source=describe_source(engine), tables=tables)
+    publish_manifest(store, snapshot, new, etag)
+    working.set_state(BASE_VERSION, new.version)
+    snapshot.unlink()
+    apply_retention(store, settings.history_keep, new.database_key)
+    return new

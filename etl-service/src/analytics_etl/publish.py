@@ -1,0 +1,93 @@
+"""Publish protocol: immutable snapshot first, manifest last (compare-and-swap).
+
+A crash anywhere before the manifest write leaves readers on the previous
+complete snapshot; a lost compare-and-swap (another ETL published first)
+fails this run without touching what the winner published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from analytics_shared.errors import IntegrityError, ManifestError, ObjectNotFound
+from analytics_shared.logging import get_logger
+from analytics_shared.manifest import (HISTORY_PREFIX, RUNS_PREFIX, Manifest, read_manifest,
+                                       write_manifest)
+from analytics_shared.storage import ObjectStore
+
+log = get_logger(__name__)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def publish_manifest(store: ObjectStore, snapshot: Path, manifest: Manifest, expected_etag: str | None) -> str:
+    """Upload the snapshot under its history key, then swap the manifest to it."""
+    info = store.upload_file(manifest.database_key, snapshot)
+    if info.size != manifest.size_bytes:
+        raise IntegrityError(f"uploaded {manifest.database_key} has {info.size} bytes, expected {manifest.size_bytes}")
+    log.info("snapshot.uploaded", key=manifest.database_key, size_bytes=info.size)
+    etag = write_manifest(store, manifest, expected_etag=expected_etag)
+    log.info("manifest.published", version=manifest.version, key=manifest.database_key)
+    return etag
+
+
+def write_run_record(store: ObjectStore, run_id: str, record: dict) -> None:
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    store.put(f"{RUNS_PREFIX}{day}/{run_id}.json", json.dumps(record, default=str, indent=2).encode())
+
+
+def apply_retention(store: ObjectStore, keep: int, current_key: str | None) -> list[str]:
+    """Keep the newest `keep` snapshots (names sort by time); never the manifest's."""
+    history = [o.key for o in store.list(HISTORY_PREFIX)]
+    doomed = [k for k in history[:-keep] if k != current_key] if len(history) > keep else []
+    for key in doomed:
+        store.delete(key)
+    if doomed:
+        log.info("retention.deleted", count=len(doomed), kept=keep)
+    return doomed
+
+
+def download_verified(store: ObjectStore, manifest: Manifest, path: Path) -> Path:
+    """Download the manifest's snapshot and check its size and sha256."""
+    store.download_file(manifest.database_key, path)
+    size = path.stat().st_size
+    if size != manifest.size_bytes:
+        raise IntegrityError(f"{manifest.database_key}: {size} bytes, manifest says {manifest.size_bytes}")
+    digest = sha256_file(path)
+    if digest != manifest.sha256:
+        raise IntegrityError(f"{manifest.database_key}: sha256 {digest} does not match the manifest")
+    return path
+
+
+def find_version(store: ObjectStore, version: str) -> Manifest:
+    """The manifest that was published for `version`, from the run records."""
+    for obj in reversed(store.list(RUNS_PREFIX)):
+        try:
+            record = json.loads(store.get(obj.key).data)
+        except (ObjectNotFound, ValueError):
+            continue
+        if record.get("manifest", {}) and record["manifest"].get("version") == version:
+            return Manifest.model_validate(record["manifest"])
+    raise ManifestError(f"no published version {version!r} in the run records")
+
+
+def rollback_to(store: ObjectStore, version: str) -> Manifest:
+    """Point the manifest back at an older snapshot that still exists in history/."""
+    current, etag = read_manifest(store)
+    target = find_version(store, version)
+    if store.head(target.database_key) is None:
+        raise ObjectNotFound(f"snapshot {target.database_key} of {version} was deleted by retention")
+    rolled = target.model_copy(update={"previous_version": current.version if current else None,
+                                       "created_at": datetime.now(UTC)})
+    write_manifest(store, rolled, expected_etag=etag)
+    log.info("manifest.rolled_back", version=version, from_version=current.version if current else None)
+    return rolled

@@ -1,0 +1,64 @@
+"""Source column types -> DuckDB types, decided from SQLAlchemy's reflected types.
+
+SQL Server specifics come first (their SQLAlchemy classes subclass the generic
+ones, so order matters): datetimeoffset keeps its offset as TIMESTAMPTZ, money
+keeps four decimals, rowversion becomes an orderable UBIGINT.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mssql, postgresql
+
+
+def is_rowversion(col_type: sa.types.TypeEngine) -> bool:
+    return isinstance(col_type, (mssql.TIMESTAMP, mssql.ROWVERSION))
+
+
+def duckdb_type(col_type: sa.types.TypeEngine) -> str:
+    t = col_type
+    if is_rowversion(t):
+        return "UBIGINT"
+    if isinstance(t, mssql.DATETIMEOFFSET):
+        return "TIMESTAMPTZ"
+    if isinstance(t, mssql.MONEY):
+        return "DECIMAL(19,4)"
+    if isinstance(t, mssql.SMALLMONEY):
+        return "DECIMAL(10,4)"
+    if isinstance(t, (mssql.UNIQUEIDENTIFIER, sa.Uuid)):
+        return "UUID"
+    if isinstance(t, mssql.BIT) or isinstance(t, sa.Boolean):
+        return "BOOLEAN"
+    if isinstance(t, mssql.TINYINT):
+        return "UTINYINT"
+    if isinstance(t, sa.SmallInteger):
+        return "SMALLINT"
+    if isinstance(t, sa.BigInteger):
+        return "BIGINT"
+    if isinstance(t, sa.Integer):
+        # SQLite reports every INTEGER column this way and may hold 64-bit values.
+        return "BIGINT"
+    if isinstance(t, (sa.Float, sa.REAL)) or (isinstance(t, sa.Numeric) and t.asdecimal is False):
+        return "DOUBLE"
+    if isinstance(t, sa.Numeric):
+        precision, scale = t.precision, t.scale
+        if precision is None:
+            return "DECIMAL(38,10)"
+        precision = min(int(precision), 38)
+        return f"DECIMAL({precision},{min(int(scale or 0), precision)})"
+    if isinstance(t, sa.DateTime):
+        return "TIMESTAMPTZ" if t.timezone else "TIMESTAMP"
+    if isinstance(t, sa.Date):
+        return "DATE"
+    if isinstance(t, sa.Time):
+        return "TIME"
+    if isinstance(t, sa.Interval):
+        return "INTERVAL"
+    if isinstance(t, (sa.LargeBinary, sa.types._Binary)):
+        return "BLOB"
+    if isinstance(t, (sa.JSON, postgresql.JSONB)):
+        return "JSON"
+    if isinstance(t, postgresql.ARRAY):
+        return "VARCHAR"
+    # String, Text, Unicode, nvarchar(max), xml, enum and anything unknown: text keeps every value.
+    return "VARCHAR"

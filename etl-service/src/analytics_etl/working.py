@@ -1,0 +1,165 @@
+"""The local working DuckDB database (ETL_STATE_DIR): changes are applied here,
+then a fresh compact snapshot is written from it.
+
+Every table change happens inside one DuckDB transaction, so a failed extract
+(dropped connection, vanished table) rolls back and the table keeps its last
+good data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from analytics_shared.logging import get_logger
+
+log = get_logger(__name__)
+STATE_TABLE = "_etl_state"
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _casts(columns: Sequence[tuple[str, str]], source: str = "_batch") -> str:
+    return ", ".join(f"CAST({source}.{quote(n)} AS {t}) AS {quote(n)}" for n, t in columns)
+
+
+class WorkingDatabase:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = duckdb.connect(str(path), config={"autoinstall_known_extensions": False,
+                                                       "autoload_known_extensions": False})
+        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR)")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def get_state(self, key: str) -> str | None:
+        row = self.conn.execute(f"SELECT value FROM {STATE_TABLE} WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    def set_state(self, key: str, value: str) -> None:
+        self.conn.execute(f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?)", [key, value])
+
+    def table_columns(self, table: str) -> list[tuple[str, str]] | None:
+        rows = self.conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position", [table]).fetchall()
+        return [(r[0], r[1]) for r in rows] or None
+
+    def tables(self) -> list[str]:
+        rows = self.conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema='main' "
+                                 "AND table_type='BASE TABLE'").fetchall()
+        return [r[0] for r in rows if r[0] != STATE_TABLE]
+
+    def row_count(self, table: str) -> int:
+        return self.conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
+
+    def max_value(self, table: str, column: str):  # noqa: ANN201 - any SQL scalar
+        return self.conn.execute(f"SELECT max({quote(column)}) FROM {quote(table)}").fetchone()[0]
+
+    def _create(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
+        cols = ", ".join(f"{quote(n)} {t}" for n, t in columns)
+        self.conn.execute(f"CREATE OR REPLACE TABLE {quote(table)} ({cols})")
+
+    def _insert(self, table: str, columns: Sequence[tuple[str, str]], batch: pa.RecordBatch) -> None:
+        self.conn.register("_batch", batch)
+        try:
+            self.conn.execute(f"INSERT INTO {quote(table)} SELECT {_casts(columns)} FROM _batch")
+        finally:
+            self.conn.unregister("_batch")
+
+    def replace_table(self, table: str, columns: Sequence[tuple[str, str]],
+                      batches: Iterable[pa.RecordBatch]) -> int:
+        """Reload a whole table in one transaction; on failure the old table stays."""
+        self.conn.begin()
+        try:
+            self._create(table, columns)
+            for batch in batches:
+                self._insert(table, columns, batch)
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return self.row_count(table)
+
+    def merge_changes(self, table: str, columns: Sequence[tuple[str, str]], key: Sequence[str],
+                      batches: Iterable[pa.RecordBatch], *, deleted_keys: Iterable[pa.RecordBatch] = (),
+                      cursor: str | None = None) -> tuple[int, int, object]:
+        """Upsert rows by primary key and delete keys, in one transaction.
+
+        Returns (rows changed, rows deleted, max cursor value seen). Rows re-read
+        through the lookback window that equal what we have are not counted, so a
+        quiet source yields zero changes and nothing new is published.
+        """
+        keys = ", ".join(quote(k) for k in key)
+        self.conn.begin()
+        try:
+            self.conn.execute(f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT * FROM {quote(table)} LIMIT 0")
+            for batch in batches:
+                self._insert("_stage", columns, batch)
+            self.conn.execute(f"CREATE OR REPLACE TEMP TABLE _del ({', '.join(f'{quote(k)} {t}' for k, t in columns if k in key)})")
+            key_columns = [(n, t) for n, t in columns if n in key]
+            for batch in deleted_keys:
+                self._insert("_del", key_columns, batch)
+            top = self.conn.execute(f"SELECT max({quote(cursor)}) FROM _stage").fetchone()[0] if cursor else None
+            self.conn.execute(
+                f"CREATE OR REPLACE TEMP TABLE _changed AS "
+                f"SELECT * FROM _stage EXCEPT SELECT t.* FROM {quote(table)} t SEMI JOIN _stage USING ({keys})")
+            changed = self.conn.execute("SELECT count(*) FROM _changed").fetchone()[0]
+            deleted = self.conn.execute(
+                f"DELETE FROM {quote(table)} WHERE ({keys}) IN (SELECT ({keys}) FROM _del) "
+                f"AND ({keys}) NOT IN (SELECT ({keys}) FROM _stage)").fetchone()[0]
+            self.conn.execute(f"DELETE FROM {quote(table)} WHERE ({keys}) IN (SELECT ({keys}) FROM _changed)")
+            self.conn.execute(f"INSERT INTO {quote(table)} SELECT * FROM _changed")
+            for tmp in ("_stage", "_del", "_changed"):
+                self.conn.execute(f"DROP TABLE {tmp}")
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return changed, deleted, top
+
+    def reconcile_keys(self, table: str, key_columns: Sequence[tuple[str, str]],
+                       batches: Iterable[pa.RecordBatch]) -> int:
+        """Delete rows whose primary key no longer exists in the source (hard deletes)."""
+        keys = ", ".join(quote(n) for n, _ in key_columns)
+        self.conn.begin()
+        try:
+            self.conn.execute(f"CREATE OR REPLACE TEMP TABLE _keys ({', '.join(f'{quote(n)} {t}' for n, t in key_columns)})")
+            for batch in batches:
+                self._insert("_keys", key_columns, batch)
+            deleted = self.conn.execute(
+                f"DELETE FROM {quote(table)} WHERE ({keys}) NOT IN (SELECT ({keys}) FROM _keys)").fetchone()[0]
+            self.conn.execute("DROP TABLE _keys")
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return deleted
+
+    def fingerprint(self, table: str) -> str:
+        row = self.conn.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {quote(table)} t").fetchone()
+        return f"{row[0]}:{row[1]}"
+
+    def export_snapshot(self, path: Path, tables: Sequence[str], views_sql: str | None) -> None:
+        """Write a fresh, compact DuckDB file holding just these tables (and views)."""
+        path.unlink(missing_ok=True)
+        literal = str(path).replace("'", "''")
+        self.conn.execute(f"ATTACH '{literal}' AS snap")
+        try:
+            for table in tables:
+                self.conn.execute(f"CREATE TABLE snap.{quote(table)} AS SELECT * FROM main.{quote(table)}")
+            if views_sql:
+                self.conn.execute("USE snap")
+                try:
+                    self.conn.execute(views_sql)
+                finally:
+                    self.conn.execute("USE main")
+        finally:
+            self.conn.execute("DETACH snap")

@@ -1,0 +1,1 @@
+"""Contract shared by the ETL and API services."""
