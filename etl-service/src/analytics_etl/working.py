@@ -156,10 +156,11 @@ class WorkingDatabase:
             for table in tables:
                 self.conn.execute(f"CREATE TABLE snap.{quote(table)} AS SELECT * FROM main.{quote(table)}")
             if views_sql:
+                home = self.conn.execute("SELECT current_database()").fetchone()[0]
                 self.conn.execute("USE snap")
                 try:
                     self.conn.execute(views_sql)
                 finally:
-                    self.conn.execute("USE main")
+                    self.conn.execute(f"USE {quote(home)}")
         finally:
             self.conn.execute("DETACH snap")

@@ -1,0 +1,92 @@
+"""Fixtures: real SQLite/PostgreSQL sources, a local object store, settings per test."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from analytics_etl.config import EtlSettings, get_settings
+from analytics_etl.demo_source import create_demo_source
+from analytics_shared.manifest import read_manifest
+from analytics_shared.storage import LocalStore, ObjectStore
+
+
+@pytest.fixture
+def source_path(tmp_path: Path) -> Path:
+    path = tmp_path / "source.db"
+    create_demo_source(path, rows=3000, seed=11)
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, source_path: Path, store: LocalStore):
+    def build(**overrides: object) -> EtlSettings:
+        values = {"source_url": f"sqlite:///{source_path}", "storage_url": store.url,
+                  "etl_state_dir": tmp_path / "state", "delete_reconcile_every": 1,
+                  "cursor_lag_seconds": 60, "batch_size": 500}
+        values.update(overrides)
+        return get_settings(**values)
+
+    return build
+
+
+def normalize(value: object) -> object:
+    """One comparable form for a value from SQLite, PostgreSQL or DuckDB."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (Decimal, float)):
+        return round(float(value), 6)
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None).isoformat(" ", timespec="microseconds")
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] in " T" and value[13] == ":":
+        try:
+            return datetime.fromisoformat(value).replace(tzinfo=None).isoformat(" ", timespec="microseconds")
+        except ValueError:
+            return value
+    return value
+
+
+def snapshot_rows(store: ObjectStore, tmp_path: Path, table: str) -> list[tuple]:
+    manifest, _ = read_manifest(store)
+    assert manifest is not None
+    local = tmp_path / f"check-{manifest.version}.db"
+    if not local.exists():
+        store.download_file(manifest.database_key, local)
+    with duckdb.connect(str(local), read_only=True) as con:
+        rows = con.execute(f'SELECT * FROM "{table}" ORDER BY id').fetchall()
+    return [tuple(normalize(v) for v in row) for row in rows]
+
+
+def sqlite_rows(path: Path, table: str) -> list[tuple]:
+    with sqlite3.connect(path) as con:
+        rows = con.execute(f'SELECT * FROM "{table}" ORDER BY id').fetchall()
+    return [tuple(normalize(v) for v in row) for row in rows]
+
+
+@pytest.fixture
+def assert_snapshot_matches(store: LocalStore, tmp_path: Path, source_path: Path):
+    """Compare every listed table of the published snapshot with the source, row by row."""
+    from analytics_etl.demo_source import DEMO_TABLES
+
+    def check(tables=DEMO_TABLES) -> None:  # noqa: ANN001
+        for table in tables:
+            assert snapshot_rows(store, tmp_path, table) == sqlite_rows(source_path, table), table
+
+    return check
+
+
+@pytest.fixture
+def published_rows(store: LocalStore, tmp_path: Path):
+    return lambda table: snapshot_rows(store, tmp_path, table)

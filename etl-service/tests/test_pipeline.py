@@ -1,0 +1,165 @@
+"""End to end on a real SQLite source and a local store: the snapshot equals the source."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import pytest
+
+from analytics_etl.demo_source import DEMO_TABLES, mutate_demo_source
+from analytics_etl.pipeline import run_sync
+from analytics_shared.manifest import HISTORY_PREFIX, RUNS_PREFIX, read_manifest
+
+
+
+def test_first_sync_publishes_exact_copy_with_manifest(make_settings, store, tmp_path, source_path, assert_snapshot_matches):
+    result = run_sync(make_settings())
+    assert result["status"] == "published"
+    manifest, _ = read_manifest(store)
+    assert manifest.database_key.startswith(HISTORY_PREFIX)
+    assert set(manifest.tables) == set(DEMO_TABLES)
+    assert all(t.change_detection == "timestamp" and t.status == "ok" for t in manifest.tables.values())
+    assert manifest.tables["orders"].primary_key == ["id"]
+    assert_snapshot_matches()
+    assert store.list(RUNS_PREFIX), "a run record is written for a published sync"
+    # The snapshot is one compact file: no WAL beside it.
+    assert [o.key for o in store.list(HISTORY_PREFIX)] == [manifest.database_key]
+
+
+def test_types_unicode_and_nulls_survive(make_settings, store, tmp_path):
+    run_sync(make_settings())
+    manifest, _ = read_manifest(store)
+    local = tmp_path / "snap.db"
+    store.download_file(manifest.database_key, local)
+    with duckdb.connect(str(local), read_only=True) as con:
+        types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                 "WHERE table_name = 'products'").fetchall())
+        names = [r[0] for r in con.execute("SELECT name FROM products ORDER BY id LIMIT 2").fetchall()]
+        fractional = con.execute("SELECT count(*) FROM orders WHERE microsecond(updated_at) % 1000000 <> 0").fetchone()[0]
+    assert types["updated_at"] == "TIMESTAMP" and types["price"].startswith("DECIMAL(12,2)")
+    assert types["id"] == "BIGINT"
+    assert names == ["Café crème", "東京 tea"]
+    assert fractional > 0
+    assert {c.name: c.type for c in manifest.tables["products"].columns}["price"] == "DECIMAL(12,2)"
+
+
+def test_incremental_applies_updates_inserts_and_deletes(make_settings, store, tmp_path, source_path, assert_snapshot_matches):
+    settings = make_settings()
+    run_sync(settings)
+    first, _ = read_manifest(store)
+    counts = mutate_demo_source(source_path, fraction=0.05, seed=3)
+    assert counts["updated"] and counts["inserted"] and counts["deleted"]
+    result = run_sync(settings)
+    assert result["status"] == "published"
+    second, _ = read_manifest(store)
+    assert second.previous_version == first.version
+    assert second.tables["orders"].watermark > first.tables["orders"].watermark
+    assert_snapshot_matches()
+
+
+def test_quiet_source_publishes_nothing_new(make_settings, store):
+    settings = make_settings()
+    run_sync(settings)
+    before, etag = read_manifest(store)
+    assert run_sync(settings)["status"] == "unchanged"
+    after, etag_after = read_manifest(store)
+    assert (after.version, etag_after) == (before.version, etag)
+    assert len(store.list(HISTORY_PREFIX)) == 1
+
+
+def test_late_committed_row_inside_lag_is_picked_up(make_settings, store, tmp_path, source_path, assert_snapshot_matches):
+    settings = make_settings(cursor_lag_seconds=3600)
+    run_sync(settings)
+    manifest, _ = read_manifest(store)
+    watermark = datetime.fromisoformat(manifest.tables["orders"].watermark)
+    late = (watermark - timedelta(minutes=10)).isoformat(" ", timespec="microseconds")
+    with sqlite3.connect(source_path) as con:
+        con.execute("UPDATE orders SET status = 'late-commit', updated_at = ? WHERE id = 5", [late])
+    assert run_sync(settings)["status"] == "published"
+    assert_snapshot_matches(["orders"])
+
+
+def test_schema_drift_added_column_reloads_table(make_settings, store, tmp_path, source_path, assert_snapshot_matches):
+    settings = make_settings()
+    run_sync(settings)
+    with sqlite3.connect(source_path) as con:
+        con.execute("ALTER TABLE customers ADD COLUMN vip BOOLEAN DEFAULT 1")
+    assert run_sync(settings)["status"] == "published"
+    manifest, _ = read_manifest(store)
+    assert "vip" in [c.name for c in manifest.tables["customers"].columns]
+    assert_snapshot_matches(["customers"])
+
+
+def test_vanished_table_goes_stale_while_others_publish(make_settings, store, tmp_path, source_path, assert_snapshot_matches, published_rows):
+    settings = make_settings()
+    run_sync(settings)
+    before = published_rows("products")
+    with sqlite3.connect(source_path) as con:
+        con.execute("DROP TABLE products")
+        con.execute("UPDATE orders SET status = 'changed', updated_at = ? WHERE id = 1",
+                    [datetime.now(UTC).replace(tzinfo=None).isoformat(" ")])
+    result = run_sync(settings)
+    assert result["status"] == "published_with_stale_tables"
+    manifest, _ = read_manifest(store)
+    assert manifest.tables["products"].status == "stale"
+    assert "not found" in manifest.tables["products"].last_error
+    assert published_rows("products") == before
+    assert_snapshot_matches(["orders"])
+
+
+def test_missing_local_state_restores_from_published_snapshot(make_settings, store, tmp_path, source_path, assert_snapshot_matches):
+    settings = make_settings()
+    run_sync(settings)
+    (settings.etl_state_dir / "working.duckdb").unlink()
+    mutate_demo_source(source_path, fraction=0.02, seed=5)
+    result = run_sync(settings)
+    assert result["status"] == "published"
+    assert_snapshot_matches()
+
+
+def test_corrupt_local_state_is_moved_aside_and_restored(make_settings, store, tmp_path, source_path, assert_snapshot_matches):
+    settings = make_settings()
+    run_sync(settings)
+    (settings.etl_state_dir / "working.duckdb").write_bytes(b"this is not a duckdb file" * 100)
+    mutate_demo_source(source_path, fraction=0.02, seed=6)
+    assert run_sync(settings)["status"] == "published"
+    assert list(settings.etl_state_dir.glob("working.corrupt-*"))
+    assert_snapshot_matches()
+
+
+def test_retention_keeps_newest_and_the_published_one(make_settings, store, source_path):
+    settings = make_settings(history_keep=2)
+    for i in range(4):
+        with sqlite3.connect(source_path) as con:
+            con.execute("UPDATE orders SET status = ?, updated_at = ? WHERE id = 1",
+                        [f"s{i}", datetime.now(UTC).replace(tzinfo=None).isoformat(" ")])
+        assert run_sync(settings)["status"] == "published"
+    manifest, _ = read_manifest(store)
+    keys = [o.key for o in store.list(HISTORY_PREFIX)]
+    assert len(keys) == 2 and manifest.database_key in keys
+
+
+def test_views_file_is_created_in_each_snapshot(make_settings, store, tmp_path):
+    views = tmp_path / "views.sql"
+    views.write_text("CREATE VIEW v_inventory_summary AS SELECT count(*) AS total_items, "
+                     "sum(quantity) AS total_quantity FROM inventory;")
+    run_sync(make_settings(views_path=views))
+    manifest, _ = read_manifest(store)
+    local = tmp_path / "v.db"
+    store.download_file(manifest.database_key, local)
+    with duckdb.connect(str(local), read_only=True) as con:
+        total = con.execute("SELECT total_items FROM v_inventory_summary").fetchone()[0]
+        assert total == con.execute("SELECT count(*) FROM inventory").fetchone()[0]
+
+
+@pytest.mark.parametrize("detection", ["full"])
+def test_forced_full_detection_reloads(make_settings, store, tmp_path, source_path, detection, assert_snapshot_matches):
+    settings = make_settings(change_detection=detection)
+    run_sync(settings)
+    mutate_demo_source(source_path, fraction=0.05, seed=9)
+    assert run_sync(settings)["status"] == "published"
+    manifest, _ = read_manifest(store)
+    assert {t.change_detection for t in manifest.tables.values()} == {"full"}
+    assert_snapshot_matches()
