@@ -19,6 +19,7 @@ import duckdb
 import sqlalchemy as sa
 import structlog
 
+from analytics_etl import change_tracking as ct
 from analytics_etl.config import EtlSettings
 from analytics_etl.errors import SyncAborted, classify_source_error
 from analytics_etl.extract import (BatchBuilder, select_primary_keys, select_rows,
@@ -93,6 +94,8 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
     watermark = prev.watermark if incremental else None
     reconciled_at = prev.reconciled_at if prev else None
     changed = 0
+    if spec.detection == "change_tracking":
+        return _sync_change_tracking(spec, prev, conn, working, settings, columns, builder, incremental, now)
     if not incremental:
         before = working.fingerprint(spec.target) if current is not None else None
         working.replace_table(spec.target, columns, stream_batches(conn, select_rows(spec), builder, settings.batch_size))
@@ -127,6 +130,38 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
         runs_since_reconcile=runs_since)
     log.info("table.synced", table=spec.target, detection=spec.detection, incremental=incremental,
              changed=changed, rows=entry.rows, watermark=watermark)
+    return entry, changed > 0
+
+
+def _sync_change_tracking(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection,
+                          working: WorkingDatabase, settings: EtlSettings, columns: list[tuple[str, str]],
+                          builder: BatchBuilder, incremental: bool, now: datetime) -> tuple[TableEntry, bool]:
+    dialect = conn.dialect
+    with ct.snapshot_transaction(conn) as snap:
+        current, min_valid = ct.read_versions(snap, spec)
+        if incremental and min_valid is not None and int(prev.watermark) < min_valid:
+            log.warning("change_tracking.expired", table=spec.target, stored=prev.watermark, min_valid=min_valid)
+            incremental = False
+        if incremental:
+            since = int(prev.watermark)
+            keys = [(k, spec.column(k).duckdb_type) for k in spec.primary_key]
+            changed, deleted, _ = working.merge_changes(
+                spec.target, columns, spec.primary_key,
+                stream_batches(snap, ct.changed_rows_sql(spec, dialect, since), builder, settings.batch_size),
+                deleted_keys=stream_batches(snap, ct.deleted_keys_sql(spec, dialect, since),
+                                            BatchBuilder.for_columns(keys, dialect.name), settings.batch_size))
+            changed += deleted
+        else:
+            before = working.fingerprint(spec.target) if working.table_columns(spec.target) else None
+            working.replace_table(spec.target, columns,
+                                  stream_batches(snap, select_rows(spec), builder, settings.batch_size))
+            changed = int(before != working.fingerprint(spec.target))
+    entry = TableEntry(
+        rows=working.row_count(spec.target), columns=[Column(name=n, type=t) for n, t in columns],
+        primary_key=list(spec.primary_key), change_detection="change_tracking", watermark=current,
+        synced_at=now, status="ok", last_error=None, source=spec.qualified, reconciled_at=now)
+    log.info("table.synced", table=spec.target, detection="change_tracking", incremental=incremental,
+             changed=changed, rows=entry.rows, watermark=current)
     return entry, changed > 0
 
 
