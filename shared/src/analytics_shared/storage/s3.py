@@ -70,7 +70,12 @@ class S3Store(ObjectStore):
                                           ContentType=content_type, **extra)
             return resp["ETag"].strip('"')
         except (ClientError, BotoCoreError) as exc:
-            raise self._fail(exc, "put", key) from exc
+            err = self._fail(exc, "put", key)
+            if if_match is not None and isinstance(err, ObjectNotFound):
+                # S3 answers If-Match on a deleted key with 404; to the caller the
+                # object changed since it was read, as LocalStore reports it.
+                err = PreconditionFailed(f"{key} no longer exists (deleted since it was read)")
+            raise err from exc
 
     def upload_file(self, key: str, path: Path) -> ObjectInfo:
         try:
