@@ -8,6 +8,8 @@ Cursor values are always bound parameters of the column's own SQL type.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -129,7 +131,55 @@ def select_primary_keys(spec: TableSpec) -> sa.Select:
     return select_rows(spec, list(spec.primary_key))
 
 
+def prefetch(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
+    """Build the next batches in a thread while the caller loads the current one into DuckDB.
+
+    DuckDB releases the GIL while it inserts, so fetching and loading overlap on two
+    cores; memory stays bounded at `depth` + 1 batches.
+    """
+    done = object()
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        q.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            q.put(exc)
+        finally:
+            if stop.is_set() and hasattr(batches, "close"):
+                batches.close()
+
+    worker = threading.Thread(target=produce, name="extract-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 def stream_batches(conn: sa.Connection, stmt: sa.Executable, builder: BatchBuilder,
+                   batch_size: int) -> Iterator[pa.RecordBatch]:
+    return prefetch(_fetch_batches(conn, stmt, builder, batch_size))
+
+
+def _fetch_batches(conn: sa.Connection, stmt: sa.Executable, builder: BatchBuilder,
                    batch_size: int) -> Iterator[pa.RecordBatch]:
     result = conn.execution_options(stream_results=True, max_row_buffer=batch_size).execute(stmt)
     cursor = result.cursor  # the DBAPI cursor: plain tuples, no per-row wrapping

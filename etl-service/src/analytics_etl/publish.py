@@ -46,9 +46,14 @@ def write_run_record(store: ObjectStore, run_id: str, record: dict) -> None:
 
 
 def apply_retention(store: ObjectStore, keep: int, current_key: str | None) -> list[str]:
-    """Keep the newest `keep` snapshots (names sort by time); never the manifest's."""
-    history = [o.key for o in store.list(HISTORY_PREFIX)]
-    doomed = [k for k in history[:-keep] if k != current_key] if len(history) > keep else []
+    """Keep the newest `keep` snapshots and never the manifest's.
+
+    Names carry the time to the second only, so two publishes in one second are
+    ordered by the store's modification time first.
+    """
+    history = sorted(store.list(HISTORY_PREFIX), key=lambda o: (o.last_modified is None, o.last_modified, o.key))
+    kept = {o.key for o in history[-keep:]} | {current_key}
+    doomed = [o.key for o in history if o.key not in kept]
     for key in doomed:
         store.delete(key)
     if doomed:
