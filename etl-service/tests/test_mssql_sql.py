@@ -126,3 +126,13 @@ def test_missing_source_configuration_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("MSSQL_HOST", "db")
     with pytest.raises(ConfigError, match="MSSQL_DATABASE"):
         get_settings()
+
+
+def test_datetimeoffset_wire_value_decodes_with_its_offset():
+    import struct
+
+    from analytics_etl.source import decode_datetimeoffset
+
+    raw = struct.pack("<6hI2h", 2026, 11, 22, 10, 15, 30, 123456700, 5, 30)
+    value = decode_datetimeoffset(raw)
+    assert value.isoformat() == "2026-11-22T10:15:30.123456+05:30"

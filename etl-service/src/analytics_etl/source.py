@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -46,11 +48,29 @@ class TableSpec:
         return next(c for c in self.columns if c.name == name)
 
 
+SQL_SS_TIMESTAMPOFFSET = -155  # pyodbc hands datetimeoffset over as raw bytes without a converter
+
+
+def decode_datetimeoffset(raw: bytes) -> datetime:
+    """SQL Server's DATETIMEOFFSET wire struct -> an aware datetime (UTC offset kept)."""
+    year, month, day, hour, minute, second, nanos, tz_hour, tz_minute = struct.unpack("<6hI2h", raw)
+    local = datetime(year, month, day, hour, minute, second, nanos // 1000,
+                     tzinfo=timezone(timedelta(hours=tz_hour, minutes=tz_minute)))
+    return local
+
+
 def create_source_engine(url: str) -> Engine:
     try:
-        return sa.create_engine(url, pool_pre_ping=True, future=True)
+        engine = sa.create_engine(url, pool_pre_ping=True)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
         raise ConfigError(f"SOURCE_URL is not a usable SQLAlchemy URL: {exc}") from None
+    except ImportError as exc:
+        raise ConfigError(f"SOURCE_URL needs a driver that is not installed: {exc}") from None
+    if engine.dialect.name == "mssql" and engine.dialect.driver == "pyodbc":
+        @sa.event.listens_for(engine, "connect")
+        def _add_converters(dbapi_conn, _record) -> None:  # noqa: ANN001
+            dbapi_conn.add_output_converter(SQL_SS_TIMESTAMPOFFSET, decode_datetimeoffset)
+    return engine
 
 
 def split_name(qualified: str) -> tuple[str | None, str]:

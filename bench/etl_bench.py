@@ -1,0 +1,151 @@
+"""ETL benchmark: this ETL vs the seed plan's baseline, side by side on one generated source.
+
+Baseline (seeds/001, SyncManager.run_sync): pandas.read_sql per table through SQLAlchemy,
+all DataFrames held, then register + CREATE TABLE AS into a new DuckDB file.
+Each contender runs in its own process so peak RSS (wait4's ru_maxrss) is its own.
+
+    .venv/bin/python bench/etl_bench.py --rows 3300000 [--postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEMO_TABLES = ["inventory", "products", "orders", "transactions", "customers"]
+# Workers are separate processes: the table list reaches them through the environment.
+TABLES = os.environ.get("BENCH_TABLES", ",".join(DEMO_TABLES)).split(",")
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def run_child(*args: str) -> dict:
+    """Run this file as a worker; return its JSON result plus its peak RSS in MB."""
+    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"worker {args} failed with status {status}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024)
+    return result
+
+
+def worker_baseline(source_url: str, out: str) -> dict:
+    import duckdb
+    import pandas as pd
+    import sqlalchemy as sa
+
+    started = time.perf_counter()
+    engine = sa.create_engine(source_url)
+    frames = {}
+    with engine.connect() as conn:
+        for table in TABLES:
+            frames[table] = pd.read_sql(sa.text(f"SELECT * FROM {table}"), conn)
+    con = duckdb.connect(out)
+    for table, df in frames.items():
+        con.register(f"temp_{table}", df)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM temp_{table}")
+    con.close()
+    rows = sum(len(df) for df in frames.values())
+    return {"rows": rows, "seconds": time.perf_counter() - started}
+
+
+def worker_etl(source_url: str, store: str, state: str) -> dict:
+    from analytics_etl.config import get_settings
+    from analytics_etl.pipeline import run_sync
+
+    settings = get_settings(source_url=source_url, storage_url=f"file://{store}", etl_state_dir=state,
+                            tables_to_sync=",".join(TABLES))
+    started = time.perf_counter()
+    result = run_sync(settings)
+    seconds = time.perf_counter() - started
+    rows = sum(t["rows"] for t in result["tables"].values())
+    return {"rows": rows, "seconds": seconds, "status": result["status"]}
+
+
+def load_postgres(sqlite_path: Path) -> None:
+    """Copy the generated SQLite source into PostgreSQL (same rows for both sources)."""
+    import sqlite3
+
+    import psycopg
+
+    src = sqlite3.connect(sqlite_path)
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as pg:
+        for table in DEMO_TABLES:
+            cols = src.execute(f"PRAGMA table_info({table})").fetchall()
+            ddl = []
+            for _, name, decl, notnull, _, pk in cols:
+                decl = decl.upper()
+                pgtype = ("bigint" if "INT" in decl else "numeric" + decl[decl.index("("):] if "NUMERIC(" in decl
+                          else "timestamp(6)" if "DATETIME" in decl else "date" if decl == "DATE"
+                          else "boolean" if "BOOL" in decl else "text")
+                ddl.append(f'"{name}" {pgtype}{" PRIMARY KEY" if pk else ""}')
+            pg.execute(f"DROP TABLE IF EXISTS bench_{table}")
+            pg.execute(f"CREATE TABLE bench_{table} ({', '.join(ddl)})")
+            bools = {i for i, c in enumerate(cols) if "BOOL" in c[2].upper()}
+            with pg.cursor().copy(f"COPY bench_{table} FROM STDIN") as copy:
+                for row in src.execute(f"SELECT * FROM {table}"):
+                    copy.write_row([bool(v) if i in bools and v is not None else v for i, v in enumerate(row)])
+            pg.execute(f"CREATE INDEX ON bench_{table} (updated_at)")
+            pg.execute(f"ANALYZE bench_{table}")
+
+
+def compare(label: str, source_url: str, sqlite_path: Path, work: Path, fraction: float) -> dict:
+    baseline = run_child("baseline", source_url, str(work / f"{label}-baseline.db"))
+    full = run_child("etl", source_url, str(work / f"{label}-store"), str(work / f"{label}-state"))
+    from analytics_etl.demo_source import mutate_demo_source
+
+    mutate_demo_source(sqlite_path, fraction=fraction, seed=42)
+    if label == "postgresql":
+        load_postgres(sqlite_path)  # the mutated rows, with fresh updated_at, land in PostgreSQL too
+    incremental = run_child("etl", source_url, str(work / f"{label}-store"), str(work / f"{label}-state"))
+    return {
+        "source": label,
+        "rows": full["rows"],
+        "baseline_rows_per_s": round(baseline["rows"] / baseline["seconds"]),
+        "baseline_peak_rss_mb": baseline["peak_rss_mb"],
+        "etl_full_rows_per_s": round(full["rows"] / full["seconds"]),
+        "etl_full_seconds": round(full["seconds"], 2),
+        "etl_full_peak_rss_mb": full["peak_rss_mb"],
+        "full_speedup_vs_baseline": round(baseline["seconds"] / full["seconds"], 2),
+        "etl_incremental_seconds": round(incremental["seconds"], 2),
+        "incremental_over_full": round(incremental["seconds"] / full["seconds"], 3),
+    }
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in ("baseline", "etl"):
+        fn = worker_baseline if sys.argv[1] == "baseline" else worker_etl
+        print(json.dumps(fn(*sys.argv[2:])))
+        return
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=3_300_000)
+    parser.add_argument("--fraction", type=float, default=0.01)
+    parser.add_argument("--postgres", action="store_true")
+    args = parser.parse_args()
+    from analytics_etl.demo_source import create_demo_source
+
+    work = Path(tempfile.mkdtemp(prefix="etl-bench-"))
+    try:
+        sqlite_path = work / "source.db"
+        create_demo_source(sqlite_path, rows=args.rows)
+        results = [compare("sqlite", f"sqlite:///{sqlite_path}", sqlite_path, work, args.fraction)]
+        if args.postgres:
+            create_demo_source(sqlite_path, rows=args.rows)
+            load_postgres(sqlite_path)
+            os.environ["BENCH_TABLES"] = ",".join(f"bench_{t}" for t in DEMO_TABLES)
+            results.append(compare("postgresql", PG_URL, sqlite_path, work, args.fraction))
+        print(json.dumps(results, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
