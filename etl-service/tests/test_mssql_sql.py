@@ -79,7 +79,7 @@ def test_snapshot_isolation_is_known_to_the_dialect():
 
 
 @pytest.mark.parametrize(("sa_type", "expected"), [
-    (mssql.DATETIME2(7), "TIMESTAMP"), (mssql.DATETIMEOFFSET(), "TIMESTAMPTZ"), (sa.Date(), "DATE"),
+    (mssql.DATETIME2(7), "TIMESTAMP"), (mssql.DATETIMEOFFSET(), "TIMESTAMP WITH TIME ZONE"), (sa.Date(), "DATE"),
     (mssql.TIME(), "TIME"), (sa.Numeric(18, 4), "DECIMAL(18,4)"), (sa.Numeric(38, 10), "DECIMAL(38,10)"),
     (mssql.MONEY(), "DECIMAL(19,4)"), (mssql.SMALLMONEY(), "DECIMAL(10,4)"), (mssql.BIT(), "BOOLEAN"),
     (mssql.UNIQUEIDENTIFIER(), "UUID"), (mssql.NVARCHAR(None), "VARCHAR"), (mssql.VARBINARY(None), "BLOB"),

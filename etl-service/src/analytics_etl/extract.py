@@ -18,6 +18,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from analytics_etl.source import TableSpec
+from analytics_etl.types import TIMESTAMPTZ
 
 _DIALECT_TEXT_TEMPORAL = {"sqlite"}  # stores dates as text; DuckDB casts them on load
 
@@ -40,7 +41,7 @@ def transport_type(duck: str, dialect: str) -> pa.DataType:
     if dialect not in _DIALECT_TEXT_TEMPORAL:
         if duck == "TIMESTAMP":
             return pa.timestamp("us")
-        if duck == "TIMESTAMPTZ":
+        if duck == TIMESTAMPTZ:
             return pa.timestamp("us", tz="UTC")
         if duck == "DATE":
             return pa.date32()
@@ -57,6 +58,10 @@ def _to_text(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).hex()
     return str(value)
+
+
+def _json_text(value: Any) -> Any:
+    return None if value is None else json.dumps(value, default=str)
 
 
 def _rowversion_int(value: Any) -> Any:
@@ -76,6 +81,10 @@ class BatchBuilder:
         names = [n for n, _ in columns]
         types = [transport_type(d, dialect) for _, d in columns]
         converters = {i: _rowversion_int for i, (_, d) in enumerate(columns) if d == "UBIGINT"}
+        if dialect == "postgresql":
+            # psycopg parses json/jsonb into Python values (a JSON string arrives unquoted):
+            # serialise them back so DuckDB's JSON cast sees JSON text.
+            converters.update({i: _json_text for i, (_, d) in enumerate(columns) if d == "JSON"})
         return cls(names, types, converters)
 
     def build(self, rows: list[tuple]) -> pa.RecordBatch:

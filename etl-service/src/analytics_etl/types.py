@@ -11,6 +11,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mssql, postgresql
 
 
+# DuckDB's own spelling, as information_schema reports it: schema-drift checks compare
+# these strings with the working table's columns, so an alias would look like drift.
+TIMESTAMPTZ = "TIMESTAMP WITH TIME ZONE"
+
+
 def is_rowversion(col_type: sa.types.TypeEngine) -> bool:
     return isinstance(col_type, (mssql.TIMESTAMP, mssql.ROWVERSION))
 
@@ -20,7 +25,7 @@ def duckdb_type(col_type: sa.types.TypeEngine) -> str:
     if is_rowversion(t):
         return "UBIGINT"
     if isinstance(t, mssql.DATETIMEOFFSET):
-        return "TIMESTAMPTZ"
+        return TIMESTAMPTZ
     if isinstance(t, mssql.MONEY):
         return "DECIMAL(19,4)"
     if isinstance(t, mssql.SMALLMONEY):
@@ -47,7 +52,7 @@ def duckdb_type(col_type: sa.types.TypeEngine) -> str:
         precision = min(int(precision), 38)
         return f"DECIMAL({precision},{min(int(scale or 0), precision)})"
     if isinstance(t, sa.DateTime):
-        return "TIMESTAMPTZ" if t.timezone else "TIMESTAMP"
+        return TIMESTAMPTZ if t.timezone else "TIMESTAMP"
     if isinstance(t, sa.Date):
         return "DATE"
     if isinstance(t, sa.Time):

@@ -8,6 +8,7 @@ good data.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -71,8 +72,12 @@ class WorkingDatabase:
         self.conn.register("_batch", batch)
         try:
             self.conn.execute(f"INSERT INTO {quote(table)} SELECT {_casts(columns)} FROM _batch")
-        finally:
-            self.conn.unregister("_batch")
+        except duckdb.Error:
+            # Inside an aborted transaction unregister fails too; keep the first, real error.
+            with contextlib.suppress(duckdb.Error):
+                self.conn.unregister("_batch")
+            raise
+        self.conn.unregister("_batch")
 
     def replace_table(self, table: str, columns: Sequence[tuple[str, str]],
                       batches: Iterable[pa.RecordBatch]) -> int:
