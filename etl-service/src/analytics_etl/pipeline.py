@@ -35,11 +35,15 @@ from analytics_shared.storage import ObjectStore, open_store
 
 log = get_logger(__name__)
 BASE_VERSION = "base_version"
+# Set before a run touches the working tables, cleared once they are published (or found
+# unchanged): a run after a failed publish sees it and publishes what the other applied.
+UNPUBLISHED = "unpublished"
 
 
 def open_working(settings: EtlSettings, store: ObjectStore, manifest: Manifest | None) -> WorkingDatabase:
     """Open the working database, rebuilding it from the published snapshot when it is
     missing, corrupt or based on a version other than the one published now."""
+    settings.etl_state_dir.mkdir(parents=True, exist_ok=True)
     path = settings.etl_state_dir / "working.duckdb"
     working: WorkingDatabase | None = None
     if path.exists():
@@ -200,7 +204,8 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
         specs, missing = reflect_tables(engine, settings.table_names, requested=settings.change_detection,
                                         cursor_column=settings.cursor_column)
         tables: dict[str, TableEntry] = {}
-        any_change = False
+        any_change = working.get_state(UNPUBLISHED) == "1"
+        working.set_state(UNPUBLISHED, "1")
         with engine.connect() as conn:
             for qualified in settings.table_names:
                 if stop is not None and stop.is_set():
@@ -232,6 +237,7 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
         if not tables:
             raise AnalyticsError("no table could be synced: " + "; ".join(record["errors"].values()))
         if not any_change and manifest is not None:
+            working.set_state(UNPUBLISHED, "0")
             record["status"] = "unchanged"
             log.info("sync.unchanged")
             return record
@@ -277,6 +283,10 @@ def _publish(settings: EtlSettings, store: ObjectStore, working: WorkingDatabase
                    source=describe_source(engine), tables=tables)
     publish_manifest(store, snapshot, new, etag)
     working.set_state(BASE_VERSION, new.version)
+    working.set_state(UNPUBLISHED, "0")
     snapshot.unlink()
-    apply_retention(store, settings.history_keep, new.database_key)
+    # Re-read the manifest: if another instance published since, its snapshot is protected too.
+    latest, _ = read_manifest(store)
+    apply_retention(store, settings.history_keep, new.database_key,
+                    also_keep=latest.database_key if latest else None)
     return new

@@ -45,14 +45,15 @@ def write_run_record(store: ObjectStore, run_id: str, record: dict) -> None:
     store.put(f"{RUNS_PREFIX}{day}/{run_id}.json", json.dumps(record, default=str, indent=2).encode())
 
 
-def apply_retention(store: ObjectStore, keep: int, current_key: str | None) -> list[str]:
+def apply_retention(store: ObjectStore, keep: int, current_key: str | None,
+                    also_keep: str | None = None) -> list[str]:
     """Keep the newest `keep` snapshots and never the manifest's.
 
     Names carry the time to the second only, so two publishes in one second are
     ordered by the store's modification time first.
     """
     history = sorted(store.list(HISTORY_PREFIX), key=lambda o: (o.last_modified is None, o.last_modified, o.key))
-    kept = {o.key for o in history[-keep:]} | {current_key}
+    kept = {o.key for o in history[-keep:]} | {current_key, also_keep}
     doomed = [o.key for o in history if o.key not in kept]
     for key in doomed:
         store.delete(key)

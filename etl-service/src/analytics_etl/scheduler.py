@@ -24,6 +24,7 @@ def sync_with_retries(settings: EtlSettings, stop: threading.Event, *, base_dela
     for attempt in range(settings.max_retries + 1):
         try:
             result = sync(settings, stop=stop)
+            settings.etl_state_dir.mkdir(parents=True, exist_ok=True)
             (settings.etl_state_dir / "last_success").write_text(datetime.now(UTC).isoformat())
             return result
         except SyncAborted as exc:

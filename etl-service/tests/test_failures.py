@@ -1,0 +1,497 @@
+"""Failure injection: S3 errors during publish, a killed process, two racing ETLs, a
+dropped source connection, a malformed manifest and the retry loop.
+
+Every scenario checks the same three promises:
+  * the published manifest still names a complete, verifiable snapshot;
+  * no watermark passed unpublished data (a failed run leaves the manifest as it was);
+  * the next normal run recovers by itself and the snapshot then equals the source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import duckdb
+import pytest
+import sqlalchemy as sa
+from moto.server import ThreadedMotoServer
+
+from analytics_etl import pipeline, scheduler
+from analytics_etl.demo_source import mutate_demo_source
+from analytics_etl.errors import SyncAborted
+from analytics_etl.pipeline import BASE_VERSION, run_sync
+from analytics_etl.working import WorkingDatabase
+from analytics_shared.errors import (ManifestError, PreconditionFailed, SourceError, StorageError,
+                                     TransientSourceError)
+from analytics_shared.manifest import HISTORY_PREFIX, MANIFEST_KEY, Manifest, read_manifest
+from analytics_shared.storage import ObjectStore, S3Store
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def verify_published(store: ObjectStore, tmp_path: Path) -> tuple[Manifest, str]:
+    """The manifest names a snapshot that exists, matches its size and sha256, opens in
+    DuckDB and holds exactly the row counts the manifest promises."""
+    manifest, etag = read_manifest(store)
+    assert manifest is not None and etag
+    local = tmp_path / f"verify-{uuid.uuid4().hex}.db"
+    store.download_file(manifest.database_key, local)
+    data = local.read_bytes()
+    assert len(data) == manifest.size_bytes
+    assert hashlib.sha256(data).hexdigest() == manifest.sha256
+    with duckdb.connect(str(local), read_only=True) as con:
+        for table, entry in manifest.tables.items():
+            assert con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] == entry.rows, table
+    local.unlink()
+    return manifest, etag
+
+
+def manifest_bytes(store: ObjectStore) -> bytes:
+    return store.get(MANIFEST_KEY).data
+
+
+def watermarks(manifest: Manifest) -> dict[str, object]:
+    return {name: entry.watermark for name, entry in manifest.tables.items()}
+
+
+def touch_order(source_path: Path, order_id: int = 1) -> None:
+    """One fresh change, so the next run has something to publish."""
+    import sqlite3
+
+    with sqlite3.connect(source_path) as con:
+        con.execute("UPDATE orders SET status = ?, updated_at = ? WHERE id = ?",
+                    [f"touched-{uuid.uuid4().hex[:6]}", datetime.now(UTC).replace(tzinfo=None).isoformat(" "),
+                     order_id])
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- 1. S3 faults
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+def _inject_once(monkeypatch: pytest.MonkeyPatch, store: S3Store, where: str) -> list[str]:
+    """Make exactly one S3 operation of the publish fail with StorageError."""
+    fired: list[str] = []
+    real_upload, real_put = store.upload_file, store.put
+
+    def upload_file(key: str, path: Path):  # noqa: ANN202
+        if where == "upload" and not fired:
+            fired.append(key)
+            raise StorageError(f"S3 upload {key} failed: injected connection reset")
+        info = real_upload(key, path)
+        if where == "upload_ack_lost" and not fired:
+            # The object reached S3 but the client never saw the answer.
+            fired.append(key)
+            raise StorageError(f"S3 upload {key} failed: injected read timeout after the upload")
+        return info
+
+    def put(key: str, data: bytes, **kwargs: object) -> str:
+        if where == "manifest" and key == MANIFEST_KEY and not fired:
+            fired.append(key)
+            raise StorageError(f"S3 put {key} failed: injected 503 SlowDown")
+        return real_put(key, data, **kwargs)
+
+    monkeypatch.setattr(store, "upload_file", upload_file)
+    monkeypatch.setattr(store, "put", put)
+    return fired
+
+
+class TestS3PublishFaults:
+    """A real moto S3 server; the conftest fixtures run against it through `store`."""
+
+    @pytest.fixture
+    def store(self, aws_env: None, moto_endpoint: str) -> S3Store:
+        bucket = f"etl-failures-{uuid.uuid4().hex[:10]}"
+        boto3.client("s3", region_name="us-east-1", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
+        return S3Store(bucket, "prefix", endpoint_url=moto_endpoint)
+
+    @pytest.fixture
+    def s3_settings(self, make_settings, moto_endpoint: str):  # noqa: ANN001, ANN201
+        return lambda **kw: make_settings(s3_endpoint_url=moto_endpoint, **kw)
+
+    @pytest.mark.parametrize("where", ["upload", "upload_ack_lost", "manifest"])
+    def test_s3_error_during_publish_keeps_old_manifest_and_next_run_recovers(
+            self, where, store, s3_settings, tmp_path, source_path, monkeypatch, assert_snapshot_matches):
+        settings = s3_settings()
+        assert settings.storage_url == store.url and store.url.startswith("s3://")
+        assert run_sync(settings, store=store)["status"] == "published"
+        before, etag = verify_published(store, tmp_path)
+        before_bytes = manifest_bytes(store)
+
+        counts = mutate_demo_source(source_path, fraction=0.05, seed=21)
+        assert counts["updated"] and counts["inserted"] and counts["deleted"]
+        fired = _inject_once(monkeypatch, store, where)
+        with pytest.raises(StorageError, match="injected"):
+            run_sync(settings, store=store)
+        assert fired
+
+        # Readers still see the old, complete snapshot; no watermark moved.
+        after, etag_after = verify_published(store, tmp_path)
+        assert manifest_bytes(store) == before_bytes and etag_after == etag
+        assert after.version == before.version and watermarks(after) == watermarks(before)
+        orphans = [o.key for o in store.list(HISTORY_PREFIX) if o.key != before.database_key]
+        assert len(orphans) == (1 if where in ("upload_ack_lost", "manifest") else 0)
+
+        # The fault is gone: the next ordinary run publishes the changes by itself.
+        result = run_sync(settings, store=store)
+        assert result["status"] == "published", result["status"]
+        recovered, _ = verify_published(store, tmp_path)
+        assert recovered.previous_version == before.version
+        assert_snapshot_matches()
+
+    @pytest.mark.parametrize("where", ["upload", "upload_ack_lost", "manifest"])
+    def test_s3_error_during_publish_is_invisible_to_readers(
+            self, where, store, s3_settings, tmp_path, source_path, monkeypatch, assert_snapshot_matches):
+        """The part of the scenario that holds today: failure is clean, and a later change
+        gets everything (including the changes of the failed run) published."""
+        settings = s3_settings()
+        run_sync(settings, store=store)
+        before, etag = verify_published(store, tmp_path)
+        mutate_demo_source(source_path, fraction=0.05, seed=22)
+        _inject_once(monkeypatch, store, where)
+        with pytest.raises(StorageError):
+            run_sync(settings, store=store)
+        after, etag_after = verify_published(store, tmp_path)
+        assert (after.version, etag_after, watermarks(after)) == (before.version, etag, watermarks(before))
+        touch_order(source_path)
+        assert run_sync(settings, store=store)["status"] == "published"
+        verify_published(store, tmp_path)
+        assert_snapshot_matches()
+
+
+# --------------------------------------------------------------------------- 2. SIGKILL
+
+
+CHILD = """
+import json, os, signal, sys
+from analytics_etl import publish
+from analytics_etl.config import get_settings
+from analytics_etl.pipeline import run_sync
+from analytics_shared.storage import LocalStore
+
+def killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+publish.write_manifest = killed
+run_sync(get_settings(**json.loads(sys.argv[1])), store=LocalStore(sys.argv[2]))
+print("survived")
+"""
+
+
+def _kill_child_between_upload_and_manifest(settings, store, cwd: Path) -> subprocess.CompletedProcess:  # noqa: ANN001
+    values = {k: v for k, v in settings.model_dump(mode="json").items() if v is not None}
+    return subprocess.run([sys.executable, "-c", CHILD, json.dumps(values), str(store.root)],
+                          cwd=cwd, capture_output=True, text=True, timeout=180)
+
+
+def test_killed_between_upload_and_manifest_next_run_recovers(make_settings, store, tmp_path, source_path,
+                                                              assert_snapshot_matches):
+    settings = make_settings(history_keep=1)
+    run_sync(settings, store=store)
+    before, etag = verify_published(store, tmp_path)
+    mutate_demo_source(source_path, fraction=0.05, seed=31)
+
+    child = _kill_child_between_upload_and_manifest(settings, store, tmp_path)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    assert "survived" not in child.stdout
+
+    after, etag_after = verify_published(store, tmp_path)
+    assert (after.version, etag_after, watermarks(after)) == (before.version, etag, watermarks(before))
+    orphans = [o.key for o in store.list(HISTORY_PREFIX) if o.key != before.database_key]
+    assert len(orphans) == 1, "the killed run's upload is left as an orphan"
+
+    result = run_sync(settings, store=store)
+    assert result["status"] == "published", result["status"]
+    recovered, _ = verify_published(store, tmp_path)
+    assert recovered.previous_version == before.version
+    keys = [o.key for o in store.list(HISTORY_PREFIX)]
+    assert recovered.database_key in keys
+    assert_snapshot_matches()
+
+
+def test_killed_between_upload_and_manifest_is_invisible_and_retention_is_safe(
+        make_settings, store, tmp_path, source_path, assert_snapshot_matches):
+    settings = make_settings(history_keep=1)
+    run_sync(settings, store=store)
+    before, etag = verify_published(store, tmp_path)
+    mutate_demo_source(source_path, fraction=0.05, seed=32)
+
+    child = _kill_child_between_upload_and_manifest(settings, store, tmp_path)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    after, etag_after = verify_published(store, tmp_path)
+    assert (after.version, etag_after, watermarks(after)) == (before.version, etag, watermarks(before))
+    orphan = [o.key for o in store.list(HISTORY_PREFIX) if o.key != before.database_key]
+    assert len(orphan) == 1
+
+    # The killed run left the working DB (WAL and all) behind; the next run must cope.
+    touch_order(source_path, 2)
+    assert run_sync(settings, store=store)["status"] == "published"
+    recovered, _ = verify_published(store, tmp_path)
+    keys = [o.key for o in store.list(HISTORY_PREFIX)]
+    assert keys == [recovered.database_key], "retention (keep=1) drops the orphan, keeps the manifest's"
+    assert_snapshot_matches()
+
+
+# --------------------------------------------------------------------------- 3. two ETL instances
+
+
+def test_two_instances_publishing_at_once_loser_fails_then_recovers(make_settings, store, tmp_path, source_path,
+                                                                     monkeypatch, assert_snapshot_matches):
+    settings_a = make_settings(etl_state_dir=tmp_path / "state-a")
+    settings_b = make_settings(etl_state_dir=tmp_path / "state-b")
+    # As run_scheduler does; a missing state dir is its own bug (test_fresh_state_dir_restores...).
+    settings_b.etl_state_dir.mkdir(parents=True)
+    run_sync(settings_a, store=store)
+    first, _ = verify_published(store, tmp_path)
+    mutate_demo_source(source_path, fraction=0.05, seed=41)
+
+    real_publish = pipeline.publish_manifest
+    b_results: list[dict] = []
+    paused: list[str] = []
+
+    def publish_after_b_wins(store_, snapshot, manifest, expected_etag):  # noqa: ANN001, ANN202
+        if not paused:  # A is paused here, holding the etag it read: B runs start to finish.
+            paused.append(manifest.version)
+            b_results.append(run_sync(settings_b, store=store))
+            assert b_results[0]["status"] == "published"
+            assert expected_etag != read_manifest(store)[1]
+        return real_publish(store_, snapshot, manifest, expected_etag)
+
+    monkeypatch.setattr(pipeline, "publish_manifest", publish_after_b_wins)
+    with pytest.raises(PreconditionFailed):
+        run_sync(settings_a, store=store)
+    monkeypatch.setattr(pipeline, "publish_manifest", real_publish)
+
+    winner, _ = verify_published(store, tmp_path)
+    assert winner.version == b_results[0]["manifest"]["version"]
+    assert winner.previous_version == first.version
+    assert_snapshot_matches()
+
+    # A's working DB is based on the version it started from; it must restore B's.
+    working = WorkingDatabase(settings_a.etl_state_dir / "working.duckdb")
+    try:
+        assert working.get_state(BASE_VERSION) == first.version != winner.version
+    finally:
+        working.close()
+    assert run_sync(settings_a, store=store)["status"] == "unchanged"
+    working = WorkingDatabase(settings_a.etl_state_dir / "working.duckdb")
+    try:
+        assert working.get_state(BASE_VERSION) == winner.version
+    finally:
+        working.close()
+    verify_published(store, tmp_path)
+
+    mutate_demo_source(source_path, fraction=0.05, seed=42)
+    assert run_sync(settings_a, store=store)["status"] == "published"
+    latest, _ = verify_published(store, tmp_path)
+    assert latest.previous_version == winner.version
+    assert_snapshot_matches()
+
+
+def test_fresh_state_dir_restores_from_published_snapshot(make_settings, store, tmp_path, source_path,
+                                                          assert_snapshot_matches):
+    run_sync(make_settings(etl_state_dir=tmp_path / "state-a"), store=store)
+    before, etag = verify_published(store, tmp_path)
+    mutate_demo_source(source_path, fraction=0.05, seed=43)
+    fresh = make_settings(etl_state_dir=tmp_path / "never-created")
+    try:
+        result = run_sync(fresh, store=store)
+    finally:
+        after, etag_after = verify_published(store, tmp_path)
+    assert result["status"] == "published"
+    assert after.previous_version == before.version
+    assert_snapshot_matches()
+
+
+# --------------------------------------------------------------------------- 4. dropped source connection
+
+
+def test_connection_drop_mid_extract_marks_table_stale_and_keeps_last_good_data(
+        make_settings, store, tmp_path, source_path, monkeypatch, published_rows, assert_snapshot_matches):
+    settings = make_settings(batch_size=100)
+    run_sync(settings, store=store)
+    before, etag = verify_published(store, tmp_path)
+    orders_before = published_rows("orders")
+    mutate_demo_source(source_path, fraction=0.2, seed=51)
+
+    real_stream = pipeline.stream_batches
+    dropped: list[int] = []
+
+    def drop_orders(conn, stmt, builder, batch_size):  # noqa: ANN001, ANN202
+        froms = stmt.get_final_froms()
+        if froms and getattr(froms[0], "name", None) == "orders" and not dropped:
+            dropped.append(1)
+            batches = real_stream(conn, stmt, builder, batch_size)
+            try:
+                yield next(batches)
+            finally:
+                batches.close()
+            raise sa.exc.OperationalError("select", {}, Exception("connection dropped"))
+        yield from real_stream(conn, stmt, builder, batch_size)
+
+    monkeypatch.setattr(pipeline, "stream_batches", drop_orders)
+    result = run_sync(settings, store=store)
+    monkeypatch.setattr(pipeline, "stream_batches", real_stream)
+    assert dropped
+    assert result["status"] == "published_with_stale_tables"
+    assert "connection dropped" in result["errors"]["orders"]
+
+    stale, etag_stale = verify_published(store, tmp_path)
+    assert etag_stale != etag and stale.previous_version == before.version
+    assert stale.tables["orders"].status == "stale"
+    assert "connection dropped" in stale.tables["orders"].last_error
+    assert stale.tables["orders"].watermark == before.tables["orders"].watermark
+    assert stale.tables["orders"].rows == before.tables["orders"].rows
+    assert published_rows("orders") == orders_before, "orders keeps its last good data"
+    assert all(stale.tables[t].status == "ok" for t in stale.tables if t != "orders")
+    assert_snapshot_matches([t for t in stale.tables if t != "orders"])
+
+    assert run_sync(settings, store=store)["status"] == "published"
+    recovered, _ = verify_published(store, tmp_path)
+    assert recovered.tables["orders"].status == "ok" and recovered.tables["orders"].last_error is None
+    assert recovered.tables["orders"].watermark > before.tables["orders"].watermark
+    assert_snapshot_matches()
+
+
+# --------------------------------------------------------------------------- 5. malformed manifest
+
+
+@pytest.mark.parametrize("garbage", [
+    b"this is not json {{{",
+    b'{"format_version": 1, "version": "x"',
+    b'{"format_version": 2}',
+    b"\xff\xfe\x00binary",
+], ids=["text", "truncated", "future-format", "binary"])
+def test_malformed_manifest_fails_clearly_and_is_never_overwritten(garbage, make_settings, store, tmp_path,
+                                                                    source_path, assert_snapshot_matches):
+    settings = make_settings()
+    run_sync(settings, store=store)
+    good = manifest_bytes(store)
+    history = [o.key for o in store.list(HISTORY_PREFIX)]
+    store.put(MANIFEST_KEY, garbage)
+    mutate_demo_source(source_path, fraction=0.05, seed=61)
+
+    for _ in range(2):
+        with pytest.raises(ManifestError, match="malformed manifest") as info:
+            run_sync(settings, store=store)
+        assert "problems; first at" in info.value.message
+        assert manifest_bytes(store) == garbage, "a malformed manifest is never overwritten"
+        assert [o.key for o in store.list(HISTORY_PREFIX)] == history, "nothing is published"
+    if garbage == b'{"format_version": 2}':
+        assert "format_version" in info.value.message
+
+    # Once an operator puts a valid manifest back, the next ordinary run recovers.
+    store.put(MANIFEST_KEY, good)
+    verify_published(store, tmp_path)
+    assert run_sync(settings, store=store)["status"] == "published"
+    verify_published(store, tmp_path)
+    assert_snapshot_matches()
+
+
+# --------------------------------------------------------------------------- 6. retry loop
+
+
+class FakeSync:
+    def __init__(self, *outcomes: object) -> None:
+        self.outcomes = list(outcomes)
+        self.calls = 0
+
+    def __call__(self, settings, *, stop):  # noqa: ANN001, ANN204
+        self.calls += 1
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+@pytest.fixture
+def retry_settings(make_settings):  # noqa: ANN001, ANN201
+    settings = make_settings()
+    settings.etl_state_dir.mkdir(parents=True, exist_ok=True)  # run_scheduler creates it before the first job
+    return settings
+
+
+def test_retries_transient_errors_then_returns_the_result(retry_settings):
+    done = {"status": "published"}
+    fake = FakeSync(TransientSourceError("source unavailable: a"), TransientSourceError("source unavailable: b"), done)
+    assert scheduler.sync_with_retries(retry_settings, threading.Event(), base_delay=0.01, sync=fake) is done
+    assert fake.calls == 3
+    assert (retry_settings.etl_state_dir / "last_success").exists()
+
+
+def test_transient_storage_errors_are_retried_too(retry_settings):
+    done = {"status": "published"}
+    fake = FakeSync(StorageError("S3 put failed"), done)
+    assert scheduler.sync_with_retries(retry_settings, threading.Event(), base_delay=0.01, sync=fake) is done
+    assert fake.calls == 2
+
+
+def test_gives_up_after_max_retries(make_settings):
+    settings = make_settings(max_retries=2)
+    fake = FakeSync(*[TransientSourceError("source unavailable") for _ in range(3)])
+    assert scheduler.sync_with_retries(settings, threading.Event(), base_delay=0.01, sync=fake) is None
+    assert fake.calls == 3
+    assert not (settings.etl_state_dir / "last_success").exists()
+
+
+@pytest.mark.parametrize("error", [SourceError("source error: no such column"),
+                                   ManifestError("malformed manifest"),
+                                   PreconditionFailed("current/manifest.json changed since it was read")],
+                         ids=["source", "manifest", "conflict"])
+def test_terminal_error_is_tried_once(error, retry_settings):
+    fake = FakeSync(error, {"status": "published"})
+    assert scheduler.sync_with_retries(retry_settings, threading.Event(), base_delay=0.01, sync=fake) is None
+    assert fake.calls == 1
+    assert not (retry_settings.etl_state_dir / "last_success").exists()
+
+
+def test_aborted_sync_returns_none_without_retrying(retry_settings):
+    fake = FakeSync(SyncAborted("stop requested before publishing"), {"status": "published"})
+    assert scheduler.sync_with_retries(retry_settings, threading.Event(), base_delay=0.01, sync=fake) is None
+    assert fake.calls == 1
+
+
+def test_stop_during_backoff_ends_the_retry_loop(retry_settings):
+    stop = threading.Event()
+    stop.set()
+    fake = FakeSync(TransientSourceError("source unavailable"), {"status": "published"})
+    assert scheduler.sync_with_retries(retry_settings, stop, base_delay=5.0, sync=fake) is None
+    assert fake.calls == 1
