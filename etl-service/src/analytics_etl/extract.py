@@ -8,6 +8,7 @@ Cursor values are always bound parameters of the column's own SQL type.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import queue
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,9 @@ import sqlalchemy as sa
 
 from analytics_etl.source import TableSpec
 from analytics_etl.types import TIMESTAMPTZ
+from analytics_shared.logging import get_logger
+
+log = get_logger(__name__)
 
 _DIALECT_TEXT_TEMPORAL = {"sqlite"}  # stores dates as text; DuckDB casts them on load
 
@@ -206,3 +210,35 @@ def _fetch_batches(conn: sa.Connection, stmt: sa.Executable, builder: BatchBuild
             yield builder.build(rows)
     finally:
         result.close()
+
+
+# Full-table reads have no cursor to bind, so they can go through connectorx, which reads
+# the source straight into Arrow in native code (no Python tuple per row).
+_NATIVE_READERS = {"sqlite", "postgresql"}
+
+
+def native_source_url(url: sa.engine.URL) -> str | None:
+    """The connectorx connection string for a SQLAlchemy URL, or None when it has none."""
+    backend = url.get_backend_name()
+    if backend == "sqlite" and url.database and url.database != ":memory:":
+        return "sqlite://" + str(Path(url.database).resolve())
+    if backend == "postgresql":
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return None
+
+
+def stream_full_table(conn: sa.Connection, spec: TableSpec, builder: BatchBuilder,
+                      batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Every row of the table: natively through connectorx where possible, else via the driver."""
+    native = native_source_url(conn.engine.url) if conn.dialect.name in _NATIVE_READERS else None
+    if native is not None:
+        query = str(select_rows(spec).compile(dialect=conn.dialect))
+        try:
+            import connectorx
+
+            reader = connectorx.read_sql(native, query, return_type="arrow_stream", batch_size=batch_size)
+        except Exception as exc:  # noqa: BLE001 - an unsupported type: the driver path reads anything
+            log.info("extract.native_unavailable", table=spec.target, reason=str(exc).splitlines()[0][:200])
+        else:
+            return prefetch(iter(reader))
+    return stream_batches(conn, select_rows(spec), builder, batch_size)

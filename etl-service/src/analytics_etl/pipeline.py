@@ -23,7 +23,8 @@ from analytics_etl import change_tracking as ct
 from analytics_etl.config import EtlSettings
 from analytics_etl.errors import SyncAborted, classify_source_error
 from analytics_etl.extract import (BatchBuilder, select_primary_keys, select_rows,
-                                   select_since_rowversion, select_since_timestamp, stream_batches)
+                                   select_since_rowversion, select_since_timestamp, stream_batches,
+                                   stream_full_table)
 from analytics_etl.publish import (apply_retention, download_verified, publish_manifest,
                                    sha256_file, write_run_record)
 from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables
@@ -102,7 +103,7 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
         return _sync_change_tracking(spec, prev, conn, working, settings, columns, builder, incremental, now)
     if not incremental:
         before = working.fingerprint(spec.target) if current is not None else None
-        working.replace_table(spec.target, columns, stream_batches(conn, select_rows(spec), builder, settings.batch_size))
+        working.replace_table(spec.target, columns, stream_full_table(conn, spec, builder, settings.batch_size))
         changed = int(before != working.fingerprint(spec.target))
         if spec.cursor:
             top = working.max_value(spec.target, spec.cursor)
