@@ -219,13 +219,12 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
                         raise AnalyticsError(missing[target])
                     entry, changed = sync_table(specs[target], prev, conn, working, settings)
                     any_change |= changed or prev is None or prev.status != "ok"
-                except (AnalyticsError, sa.exc.SQLAlchemyError, duckdb.Error, OSError) as exc:
+                except Exception as exc:  # one table's failure must not block the others
                     error = exc if isinstance(exc, AnalyticsError) else classify_source_error(exc)
-                    if isinstance(exc, sa.exc.SQLAlchemyError) and conn.invalidated:
+                    if conn.invalidated or conn.in_transaction():
                         conn.rollback()
-                    elif conn.in_transaction():
-                        conn.rollback()
-                    log.error("table.failed", table=target, error=error.message, transient=error.transient)
+                    log.error("table.failed", table=target, error=error.message, transient=error.transient,
+                              exc_info=not isinstance(exc, (AnalyticsError, sa.exc.SQLAlchemyError)))
                     record["errors"][target] = error.message
                     if prev is not None:
                         entry = prev.model_copy(update={"status": "stale", "last_error": error.message})
