@@ -25,12 +25,12 @@ from analytics_etl.errors import SyncAborted, classify_source_error
 from analytics_etl.extract import (BatchBuilder, select_primary_keys, select_rows,
                                    select_since_rowversion, select_since_timestamp, stream_batches,
                                    stream_full_table)
-from analytics_etl.publish import (apply_retention, download_verified, publish_manifest,
-                                   sha256_file, write_run_record)
+from analytics_etl.publish import apply_retention, publish_manifest, write_run_record
 from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables
 from analytics_etl.working import WorkingDatabase
 from analytics_shared.errors import AnalyticsError
 from analytics_shared.logging import get_logger
+from analytics_shared.snapshot_files import download_verified, sha256_file
 from analytics_shared.manifest import Column, Manifest, TableEntry, new_version, read_manifest
 from analytics_shared.storage import ObjectStore, open_store
 

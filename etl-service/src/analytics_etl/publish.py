@@ -7,7 +7,6 @@ fails this run without touching what the winner published.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,14 +18,6 @@ from analytics_shared.manifest import (HISTORY_PREFIX, RUNS_PREFIX, Manifest, re
 from analytics_shared.storage import ObjectStore
 
 log = get_logger(__name__)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def publish_manifest(store: ObjectStore, snapshot: Path, manifest: Manifest, expected_etag: str | None) -> str:
@@ -60,18 +51,6 @@ def apply_retention(store: ObjectStore, keep: int, current_key: str | None,
     if doomed:
         log.info("retention.deleted", count=len(doomed), kept=keep)
     return doomed
-
-
-def download_verified(store: ObjectStore, manifest: Manifest, path: Path) -> Path:
-    """Download the manifest's snapshot and check its size and sha256."""
-    store.download_file(manifest.database_key, path)
-    size = path.stat().st_size
-    if size != manifest.size_bytes:
-        raise IntegrityError(f"{manifest.database_key}: {size} bytes, manifest says {manifest.size_bytes}")
-    digest = sha256_file(path)
-    if digest != manifest.sha256:
-        raise IntegrityError(f"{manifest.database_key}: sha256 {digest} does not match the manifest")
-    return path
 
 
 def find_version(store: ObjectStore, version: str) -> Manifest:

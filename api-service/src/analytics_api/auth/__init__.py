@@ -1,0 +1,1 @@
+"""Auth0 bearer tokens: JWKS key cache, token verification, scope checks."""

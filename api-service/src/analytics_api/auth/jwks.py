@@ -1,0 +1,91 @@
+"""The issuer's signing keys, fetched from its JWKS and cached.
+
+An unknown `kid` triggers at most one refetch per cooldown, so a flood of tokens
+with random kids cannot turn into a flood of requests to the issuer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import jwt
+from jwt.algorithms import RSAAlgorithm
+
+from analytics_api.errors import Unauthorized
+from analytics_shared.logging import get_logger
+
+log = get_logger(__name__)
+
+FETCH_TIMEOUT_SECONDS = 5
+
+
+def read_jwks(url: str) -> dict:
+    """Fetch a JWKS document from https:// (or http:// on loopback) or file://."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return json.loads(Path(unquote(parsed.netloc + parsed.path)).read_text())
+    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "analytics-api"})
+    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310 - scheme checked in settings
+        return json.loads(response.read(1 << 20))
+
+
+def parse_rsa_keys(document: dict) -> dict[str, object]:
+    """Public RSA signing keys by kid; other key types and uses are ignored."""
+    keys: dict[str, object] = {}
+    for jwk in document.get("keys", []):
+        if not isinstance(jwk, dict) or jwk.get("kty") != "RSA" or not jwk.get("kid"):
+            continue
+        if jwk.get("use", "sig") != "sig" or jwk.get("alg", "RS256") != "RS256":
+            continue
+        try:
+            keys[jwk["kid"]] = RSAAlgorithm.from_jwk(jwk)
+        except (jwt.InvalidKeyError, ValueError, KeyError, TypeError):
+            log.warning("jwks.key_skipped", kid=jwk.get("kid"))
+    return keys
+
+
+class JwksCache:
+    def __init__(self, url: str, cooldown_seconds: float = 30.0) -> None:
+        self.url = url
+        self.cooldown = cooldown_seconds
+        self._keys: dict[str, object] = {}
+        self._fetched_at = float("-inf")
+        self._lock = threading.Lock()
+        self.fetch_count = 0
+
+    def cached_key(self, kid: str) -> object | None:
+        return self._keys.get(kid)
+
+    def get_key(self, kid: str) -> object:
+        """The key for kid, refetching the JWKS (at most once per cooldown) when unknown.
+
+        Blocking: call from a worker thread, not the event loop, when cached_key misses.
+        """
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
+        with self._lock:
+            key = self._keys.get(kid)
+            if key is None and time.monotonic() - self._fetched_at >= self.cooldown:
+                self._refresh()
+                key = self._keys.get(kid)
+        if key is None:
+            raise Unauthorized("token signed with an unknown key (kid)")
+        return key
+
+    def _refresh(self) -> None:
+        self._fetched_at = time.monotonic()
+        self.fetch_count += 1
+        try:
+            keys = parse_rsa_keys(read_jwks(self.url))
+        except (OSError, ValueError) as exc:
+            # Keep the keys we had: an issuer hiccup must not log everyone out.
+            log.error("jwks.fetch_failed", url=self.url, error=str(exc))
+            return
+        self._keys = keys
+        log.info("jwks.fetched", url=self.url, kids=sorted(keys))

@@ -1,0 +1,75 @@
+"""Bearer token verification: RS256 only, exp/iss/aud required, scopes extracted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anyio.to_thread
+import jwt
+
+from analytics_api.auth.jwks import JwksCache
+from analytics_api.errors import Unauthorized
+
+ALGORITHMS = ["RS256"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: str
+    scopes: frozenset[str]
+    claims: dict
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+def read_scopes(claims: dict) -> frozenset[str]:
+    """Auth0 puts OAuth scopes in `scope` (space-separated) and RBAC ones in `permissions`."""
+    scopes: set[str] = set()
+    scope = claims.get("scope")
+    if isinstance(scope, str):
+        scopes.update(scope.split())
+    permissions = claims.get("permissions")
+    if isinstance(permissions, list):
+        scopes.update(p for p in permissions if isinstance(p, str))
+    return frozenset(scopes)
+
+
+class TokenVerifier:
+    def __init__(self, jwks: JwksCache, *, audience: str, issuer: str, leeway: int = 30) -> None:
+        self.jwks = jwks
+        self.audience = audience
+        self.issuer = issuer
+        self.leeway = leeway
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthorized("malformed bearer token") from None
+        if header.get("alg") not in ALGORITHMS:
+            raise Unauthorized(f"token algorithm {header.get('alg')!r} is not accepted (RS256 only)")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise Unauthorized("token header has no kid")
+        key = self.jwks.cached_key(kid)
+        if key is None:
+            key = await anyio.to_thread.run_sync(self.jwks.get_key, kid)
+        return self.decode(token, key)
+
+    def decode(self, token: str, key: object) -> Principal:
+        try:
+            claims = jwt.decode(token, key=key, algorithms=ALGORITHMS, audience=self.audience,
+                                issuer=self.issuer, leeway=self.leeway,
+                                options={"require": ["exp", "iss", "aud", "sub"]})
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token has expired") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized("token audience is not this API") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthorized("token issuer is not trusted") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthorized(f"token lacks the {exc.claim!r} claim") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("token signature or claims are invalid") from None
+        return Principal(sub=str(claims["sub"]), scopes=read_scopes(claims), claims=claims)

@@ -1,0 +1,80 @@
+"""API settings from the environment (names fixed by DESIGN.md).
+
+Auth has no silent defaults: without an audience and a key source the service
+refuses to start, with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+import tempfile
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from analytics_shared.settings import StorageSettings, load_settings
+
+DEFAULT_WHITELIST = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "query_whitelist.json"
+
+
+class ApiSettings(StorageSettings):
+    auth0_domain: str = ""
+    auth0_api_audience: str = ""
+    auth0_issuer: str = ""
+    auth0_jwks_url: str = ""
+    jwks_refresh_cooldown_seconds: float = Field(30.0, ge=0)
+    jwt_leeway_seconds: int = Field(30, ge=0, le=300)
+
+    rate_limit_requests: int = Field(50, ge=1)
+    rate_limit_window_seconds: int = Field(60, ge=1)
+    rate_limit_ip_requests: int = Field(0, ge=0)  # 0: 4 x RATE_LIMIT_REQUESTS
+    rate_limit_storage_url: str = "memory://"
+    rate_limit_strategy: Literal["fixed-window", "moving-window", "sliding-window-counter"] = "moving-window"
+
+    cors_origins: str = ""
+    query_whitelist_path: Path = DEFAULT_WHITELIST
+    query_timeout_seconds: float = Field(30.0, gt=0)
+    max_result_rows: int = Field(10_000, ge=1)
+    result_cache_mb: int = Field(64, ge=0)
+    query_concurrency: int = Field(8, ge=1)
+
+    snapshot_poll_seconds: float = Field(10.0, gt=0)
+    snapshot_cache_dir: Path = Path(tempfile.gettempdir()) / "analytics-snapshots"
+    duckdb_memory_limit: str = "1GB"
+    duckdb_threads: int = Field(2, ge=1)
+
+    port: int = Field(8000, ge=1, le=65535)
+    web_concurrency: int = Field(2, ge=1)
+    metrics_enabled: bool = True
+
+    @model_validator(mode="after")
+    def _auth(self):  # noqa: ANN202 - pydantic hook
+        domain = self.auth0_domain.strip().removeprefix("https://").rstrip("/")
+        self.auth0_domain = domain
+        if not self.auth0_jwks_url:
+            if not domain:
+                raise ValueError("set AUTH0_DOMAIN (or AUTH0_JWKS_URL and AUTH0_ISSUER)")
+            self.auth0_jwks_url = f"https://{domain}/.well-known/jwks.json"
+        if not self.auth0_jwks_url.startswith(("https://", "file://", "http://127.0.0.1", "http://localhost")):
+            raise ValueError("AUTH0_JWKS_URL must be https:// (or file:// for a local issuer)")
+        if not self.auth0_issuer:
+            if not domain:
+                raise ValueError("set AUTH0_ISSUER when AUTH0_JWKS_URL is given without AUTH0_DOMAIN")
+            self.auth0_issuer = f"https://{domain}/"
+        if not self.auth0_api_audience:
+            raise ValueError("set AUTH0_API_AUDIENCE (the Auth0 API identifier)")
+        if not self.rate_limit_storage_url.startswith(("memory://", "redis://", "rediss://", "redis+sentinel://")):
+            raise ValueError("RATE_LIMIT_STORAGE_URL must be memory:// or redis://")
+        return self
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def ip_limit(self) -> int:
+        return self.rate_limit_ip_requests or 4 * self.rate_limit_requests
+
+
+def get_settings(**overrides: object) -> ApiSettings:
+    return load_settings(ApiSettings, **overrides)

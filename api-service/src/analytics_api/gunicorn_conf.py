@@ -1,0 +1,46 @@
+"""Gunicorn settings (api-service/gunicorn.conf.py re-exports these).
+
+Uvicorn workers, 0.0.0.0:$PORT, WEB_CONCURRENCY workers, graceful shutdown. The app is
+not preloaded: each worker imports it after the fork, so no DuckDB connection, thread or
+socket is ever shared across processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+wsgi_app = "analytics_api.main:app"
+worker_class = "uvicorn_worker.UvicornWorker"
+bind = [os.environ.get("BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"]
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+preload_app = False
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
+keepalive = 5
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+accesslog = None  # the app logs one JSON line per request itself
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+# Prometheus multiprocess mode: set before any worker imports prometheus_client.
+_metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", str(Path(tempfile.gettempdir()) / f"analytics-api-metrics-{os.getpid()}"))
+
+
+def on_starting(server) -> None:  # noqa: ANN001 - gunicorn hook
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    Path(_metrics_dir).mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn hook
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:  # noqa: ANN001 - gunicorn hook
+    if _metrics_dir.endswith(f"analytics-api-metrics-{os.getpid()}"):
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Query path: SQL validation, execution against the snapshot, serialization, result cache."""

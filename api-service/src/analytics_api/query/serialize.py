@@ -1,0 +1,116 @@
+"""Result tables to response bodies: JSON (the seed's shape), CSV, Arrow IPC, Parquet.
+
+JSON is built column-wise from Arrow (one C conversion per column, decimals as numbers)
+and encoded by orjson; the binary formats are written by pyarrow directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from decimal import Decimal
+from typing import Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from analytics_api.errors import BadRequest
+
+Format = Literal["json", "csv", "arrow", "parquet"]
+MEDIA_TYPES: dict[str, str] = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "arrow": "application/vnd.apache.arrow.stream",
+    "parquet": "application/vnd.apache.parquet",
+}
+_ACCEPT = {"text/csv": "csv", "application/vnd.apache.arrow.stream": "arrow",
+           "application/vnd.apache.parquet": "parquet", "application/json": "json"}
+
+
+def choose_format(explicit: str | None, accept: str | None) -> Format:
+    if explicit:
+        if explicit not in MEDIA_TYPES:
+            raise BadRequest(f"format must be one of {', '.join(MEDIA_TYPES)}")
+        return explicit  # type: ignore[return-value]
+    for part in (accept or "").split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in _ACCEPT:
+            return _ACCEPT[media]  # type: ignore[return-value]
+    return "json"
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode()
+    return str(value)
+
+
+def _json_column(column: pa.ChunkedArray) -> list:
+    kind = column.type
+    if pa.types.is_decimal(kind):
+        # Via text: Arrow's direct decimal->double cast is not correctly rounded (894.56 -> 894.5600000000001).
+        column = pc.cast(pc.cast(column, pa.string()), pa.float64())
+    elif pa.types.is_dictionary(kind):
+        column = column.cast(kind.value_type)
+    return column.to_pylist()
+
+
+def rows_as_dicts(table: pa.Table) -> list[dict]:
+    names = table.column_names
+    if not names:
+        return [{} for _ in range(table.num_rows)]
+    columns = [_json_column(c) for c in table.columns]
+    if len(set(names)) != len(names):  # duplicate names: keep every value, suffix the repeats
+        seen: dict[str, int] = {}
+        unique = []
+        for n in names:
+            seen[n] = seen.get(n, 0) + 1
+            unique.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+        names = unique
+    return [dict(zip(names, row)) for row in zip(*columns)]
+
+
+def render_json(table: pa.Table, *, columns: list[dict[str, str]], truncated: bool, elapsed_ms: float,
+                version: str) -> bytes:
+    body = {
+        "success": True,
+        "data": rows_as_dicts(table),
+        "columns": columns,
+        "row_count": table.num_rows,
+        "execution_time_ms": round(elapsed_ms, 3),
+        "snapshot_version": version,
+        "truncated": truncated,
+    }
+    return orjson.dumps(body, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def render_binary(table: pa.Table, fmt: Format) -> bytes:
+    sink = io.BytesIO()
+    if fmt == "csv":
+        pacsv.write_csv(_csv_safe(table), sink)
+    elif fmt == "arrow":
+        with ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+    elif fmt == "parquet":
+        pq.write_table(table, sink, compression="zstd")
+    else:  # pragma: no cover - choose_format guards this
+        raise BadRequest(f"unknown format {fmt}")
+    return sink.getvalue()
+
+
+def _csv_safe(table: pa.Table) -> pa.Table:
+    """CSV has no nested or binary types: render those columns as text."""
+    columns = []
+    for column in table.columns:
+        kind = column.type
+        if pa.types.is_nested(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            column = pa.chunked_array([pa.array([None if v is None else str(v) for v in column.to_pylist()],
+                                                pa.string())])
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=table.column_names)

@@ -1,0 +1,34 @@
+"""`/schema`: the whitelisted tables this token may query, their columns, types and row counts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from analytics_api.deps import SchemaUser, ServicesDep
+from analytics_api.responses import JsonResponse
+
+router = APIRouter(tags=["schema"])
+
+
+@router.get("/schema", summary="Tables, columns, types and row counts")
+async def schema(services: ServicesDep, principal: SchemaUser) -> JsonResponse:
+    tables = {}
+    with services.snapshots.use() as snap:
+        for name, rule in sorted(services.whitelist.tables.items()):
+            if rule.scope and not principal.has(rule.scope):
+                continue
+            columns = snap.schema.get(name)
+            if columns is None:
+                continue  # whitelisted but not in this snapshot (not synced yet)
+            entry = snap.manifest.tables.get(name)
+            allowed = rule.columns
+            tables[name] = {
+                "description": rule.description,
+                "columns": [{"name": c, "type": t} for c, t in columns.items() if allowed is None or c.lower() in allowed],
+                "row_count": entry.rows if entry else None,
+                "primary_key": entry.primary_key if entry else [],
+                "synced_at": entry.synced_at.isoformat() if entry and entry.synced_at else None,
+                "status": entry.status if entry else None,
+            }
+        version = snap.version
+    return JsonResponse({"success": True, "snapshot_version": version, "tables": tables})

@@ -1,0 +1,130 @@
+"""The /query endpoints end to end on a real published snapshot."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+import io
+
+from analytics_shared.manifest import read_manifest
+
+
+def snapshot_rows(store, tmp_path, sql: str, params=None) -> list[tuple]:  # noqa: ANN001
+    manifest, _ = read_manifest(store)
+    path = tmp_path / "direct.db"
+    store.download_file(manifest.database_key, path)
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql, params).fetchall()
+
+
+def test_get_query_returns_the_seed_shape(client, auth) -> None:  # noqa: ANN001
+    r = client.get("/query", params={"q": "SELECT status, count(*) AS n FROM orders GROUP BY 1 ORDER BY 1"}, headers=auth)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"success", "data", "columns", "row_count", "execution_time_ms", "snapshot_version", "truncated"}
+    assert body["success"] is True and body["truncated"] is False
+    assert body["columns"] == [{"name": "status", "type": "VARCHAR"}, {"name": "n", "type": "BIGINT"}]
+    assert body["row_count"] == len(body["data"]) > 0
+    assert r.headers["x-snapshot-version"] == body["snapshot_version"]
+
+
+def test_results_equal_duckdb_on_the_same_snapshot(client, auth, store, tmp_path) -> None:  # noqa: ANN001
+    sql = "SELECT id, customer_id, status, total FROM orders WHERE total > $1 ORDER BY id"
+    r = client.post("/query", json={"sql": sql, "params": [500]}, headers=auth)
+    assert r.status_code == 200, r.text
+    got = [(d["id"], d["customer_id"], d["status"], d["total"]) for d in r.json()["data"]]
+    want = [(a, b, c, float(d)) for a, b, c, d in snapshot_rows(store, tmp_path, sql, [500])]
+    assert got == want and len(got) > 10
+
+
+def test_named_parameters_are_bound_not_interpolated(client, auth) -> None:  # noqa: ANN001
+    hostile = "x' OR '1'='1"
+    r = client.post("/query", json={"sql": "SELECT count(*) AS n FROM customers WHERE email = $email",
+                                    "params": {"email": hostile}}, headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"] == [{"n": 0}]
+
+
+def test_row_cap_truncates(make_client, auth) -> None:  # noqa: ANN001
+    client = make_client(max_result_rows=25)
+    r = client.get("/query", params={"q": "SELECT id FROM orders ORDER BY id"}, headers=auth)
+    body = r.json()
+    assert r.status_code == 200 and body["truncated"] is True and body["row_count"] == 25
+    assert [d["id"] for d in body["data"]] == sorted(d["id"] for d in body["data"])
+
+
+def test_formats_csv_arrow_parquet(client, auth) -> None:  # noqa: ANN001
+    q = "SELECT id, full_name, signup_date FROM customers ORDER BY id LIMIT 7"
+    csv = client.get("/query", params={"q": q, "format": "csv"}, headers=auth)
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines()[0] == '"id","full_name","signup_date"' and len(csv.text.splitlines()) == 8
+    arrow = client.get("/query", params={"q": q}, headers={**auth, "Accept": "application/vnd.apache.arrow.stream"})
+    table = ipc.open_stream(arrow.content).read_all()
+    assert table.num_rows == 7 and table.column_names == ["id", "full_name", "signup_date"]
+    parquet = client.post("/query", json={"sql": q, "format": "parquet"}, headers=auth)
+    assert pq.read_table(io.BytesIO(parquet.content)).num_rows == 7
+    bad = client.get("/query", params={"q": q, "format": "xml"}, headers=auth)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_request"
+
+
+def test_etag_and_result_cache(client, auth) -> None:  # noqa: ANN001
+    q = {"q": "SELECT warehouse, sum(quantity) AS q FROM inventory GROUP BY 1 ORDER BY 1"}
+    first = client.get("/query", params=q, headers=auth)
+    assert first.headers["x-cache"] == "miss"
+    second = client.get("/query", params=q, headers=auth)
+    assert second.headers["x-cache"] == "hit" and second.content == first.content
+    assert second.headers["etag"] == first.headers["etag"]
+    again = client.get("/query", params=q, headers={**auth, "If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    other = client.get("/query", params={"q": q["q"] + " LIMIT 1"}, headers=auth)
+    assert other.headers["etag"] != first.headers["etag"]
+
+
+def test_named_queries(client, auth) -> None:  # noqa: ANN001
+    listed = client.get("/queries", headers=auth).json()["queries"]
+    assert "low_stock" in listed and listed["low_stock"]["params"]["limit"]["type"] == "integer"
+    r = client.get("/queries/low_stock", params={"threshold": 50, "limit": 5}, headers=auth)
+    assert r.status_code == 200, r.text
+    rows = r.json()["data"]
+    assert len(rows) == 5 and all(row["quantity"] <= 50 for row in rows)
+    r = client.post("/queries/order_by_id", json={"params": {"id": 3}}, headers=auth)
+    assert r.status_code == 200 and r.json()["data"][0]["id"] == 3
+    assert client.get("/queries/low_stock", params={"limit": "ten"}, headers=auth).status_code == 400
+    assert client.get("/queries/low_stock", params={"limit": 10**6}, headers=auth).status_code == 400
+    assert client.get("/queries/low_stock", params={"bogus": 1}, headers=auth).status_code == 400
+    assert client.post("/queries/order_by_id", json={"params": {}}, headers=auth).status_code == 400
+    missing = client.get("/queries/nope", headers=auth)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_schema_and_snapshot(client, auth, token) -> None:  # noqa: ANN001
+    schema = client.get("/schema", headers=auth).json()
+    assert set(schema["tables"]) == {"inventory", "products", "orders", "transactions", "customers"}
+    orders = schema["tables"]["orders"]
+    assert {"name": "total", "type": "DECIMAL(12,2)"} in orders["columns"] and orders["row_count"] > 0
+    snap = client.get("/snapshot", headers=auth).json()
+    assert snap["version"] == schema["snapshot_version"] and snap["tables"]["orders"]["status"] == "ok"
+    only_query = {"Authorization": f"Bearer {token('read:analytics')}"}
+    r = client.get("/schema", headers=only_query)
+    assert r.status_code == 403 and "read:schema" in r.json()["error"]["message"]
+
+
+def test_engine_errors_are_400_with_the_reason(client, auth) -> None:  # noqa: ANN001
+    r = client.get("/query", params={"q": "SELECT no_such_column FROM orders"}, headers=auth)
+    assert r.status_code == 400 and "no_such_column" in r.json()["error"]["message"]
+    r = client.post("/query", json={"sql": "SELECT * FROM orders WHERE id = $1", "params": []}, headers=auth)
+    assert r.status_code == 400
+
+
+def test_health_ready_and_openapi(client) -> None:  # noqa: ANN001
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready").json()
+    assert ready["status"] == "ready" and ready["snapshot_version"]
+    assert "/query" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_unknown_route_is_json_404(client) -> None:  # noqa: ANN001
+    r = client.get("/nope")
+    assert r.status_code == 404 and r.json()["success"] is False
