@@ -72,6 +72,8 @@ def test_run_syncs_on_schedule_and_stops_cleanly_on_sigterm(env, tmp_path):
         while not (tmp_path / "state" / "last_success").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert (tmp_path / "state" / "last_success").exists()
+        healthy = etl(env, "health")
+        assert healthy.returncode == 0 and healthy.stdout.startswith("healthy"), healthy.stdout
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     finally:
@@ -79,3 +81,12 @@ def test_run_syncs_on_schedule_and_stops_cleanly_on_sigterm(env, tmp_path):
     assert proc.returncode == 0
     events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
     assert "scheduler.started" in events and "manifest.published" in events and events[-1] == "scheduler.stopped"
+
+
+def test_health_fails_without_or_with_an_old_successful_sync(env, tmp_path):
+    missing = etl(env, "health")
+    assert missing.returncode == 1 and "no successful sync" in missing.stdout
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "last_success").write_text("2020-01-01T00:00:00+00:00")
+    old = etl(env, "health", "--max-age", "600")
+    assert old.returncode == 1 and old.stdout.startswith("unhealthy")

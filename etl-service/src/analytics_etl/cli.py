@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="sync now and then every SYNC_INTERVAL_SECONDS until SIGTERM")
     sub.add_parser("sync", help="run one sync and exit (non-zero on failure)")
     sub.add_parser("status", help="print the published manifest")
+    health = sub.add_parser("health", help="exit 0 if the last successful sync is recent (container HEALTHCHECK)")
+    health.add_argument("--max-age", type=float, default=None,
+                        help="seconds; default 3 x SYNC_INTERVAL_SECONDS + 300")
     rollback = sub.add_parser("rollback", help="point the manifest at an older published version")
     rollback.add_argument("version")
     demo = sub.add_parser("demo-source", help="create the demo SQLite source database")
@@ -62,6 +65,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         sys.stdout.write(json.dumps(mutate_demo_source(args.path, fraction=args.fraction)) + "\n")
         return 0
+    if args.command == "health":
+        return _health(args.max_age)
     if args.command == "status":
         manifest, _ = read_manifest(_store())
         sys.stdout.write((manifest.model_dump_json(indent=2) if manifest else "null") + "\n")
@@ -82,6 +87,24 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     run_scheduler(settings)
     return 0
+
+
+def _health(max_age: float | None) -> int:
+    """Healthy when the scheduler recorded a successful sync recently (ETL_STATE_DIR/last_success)."""
+    from datetime import UTC, datetime
+
+    settings = get_settings()
+    limit = max_age if max_age is not None else 3 * settings.sync_interval_seconds + 300
+    marker = settings.etl_state_dir / "last_success"
+    try:
+        last = datetime.fromisoformat(marker.read_text().strip())
+    except (OSError, ValueError):
+        sys.stdout.write(f"unhealthy: no successful sync recorded in {marker}\n")
+        return 1
+    age = (datetime.now(UTC) - last).total_seconds()
+    healthy = age <= limit
+    sys.stdout.write(f"{'healthy' if healthy else 'unhealthy'}: last successful sync {age:.0f} s ago (limit {limit:.0f} s)\n")
+    return 0 if healthy else 1
 
 
 if __name__ == "__main__":
