@@ -29,6 +29,7 @@ def execute_query(snapshot: Snapshot, sql: str, params: list | dict | None, *, m
     started = time.perf_counter()
     cursor = snapshot.conn.cursor()
     ticket = watchdog.arm(timeout, cursor.interrupt)
+    error: Exception | None = None
     try:
         # A relation streams Arrow batches straight from the engine (no DB-API row copy).
         relation = cursor.sql(sql, params=params or None)
@@ -45,19 +46,32 @@ def execute_query(snapshot: Snapshot, sql: str, params: list | dict | None, *, m
             batches.append(batch)
             count += batch.num_rows
         table = pa.Table.from_batches(batches, schema=reader.schema)
+        del relation, reader
     except duckdb.InterruptException:
-        raise QueryTimeout(f"query exceeded the {timeout:g} s time limit and was stopped") from None
+        error = QueryTimeout(f"query exceeded the {timeout:g} s time limit and was stopped")
     except duckdb.OutOfMemoryException:
-        raise ResultTooLarge("query needs more memory than this API allows; aggregate or filter more") from None
-    except (duckdb.InvalidInputException, duckdb.BinderException, duckdb.ParserException,
-            duckdb.ConversionException, duckdb.CatalogException, duckdb.OutOfRangeException,
-            duckdb.NotImplementedException, duckdb.PermissionException, duckdb.SyntaxException,
-            duckdb.ConstraintException, duckdb.TypeMismatchException) as exc:
-        raise QueryRejected(f"query failed: {_first_line(exc)}") from None
+        error = ResultTooLarge("query needs more memory than this API allows; aggregate or filter more")
+    except _USER_ERRORS as exc:
+        error = QueryRejected(f"query failed: {_first_line(exc)}")
     finally:
         watchdog.disarm(ticket)
         cursor.close()
-    return QueryResult(table=table, columns=columns, truncated=truncated, elapsed_ms=(time.perf_counter() - started) * 1000)
+        del cursor
+    if error is not None:
+        # Raised outside the except block: no __context__ chain keeping the engine's
+        # traceback (and with it the cursor and its result) alive after the response.
+        try:
+            raise error
+        finally:
+            error = None
+    return QueryResult(table=table, columns=columns, truncated=truncated,
+                       elapsed_ms=(time.perf_counter() - started) * 1000)
+
+
+_USER_ERRORS = (duckdb.InvalidInputException, duckdb.BinderException, duckdb.ParserException,
+                duckdb.ConversionException, duckdb.CatalogException, duckdb.OutOfRangeException,
+                duckdb.NotImplementedException, duckdb.PermissionException, duckdb.SyntaxException,
+                duckdb.ConstraintException, duckdb.TypeMismatchException)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -59,3 +59,4 @@ class Watchdog:
                 action()
             except Exception:  # noqa: S110 - interrupting a query that just finished is harmless
                 pass
+            action = None  # do not keep the last cursor alive while waiting for the next deadline

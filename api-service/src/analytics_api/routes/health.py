@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
@@ -22,8 +23,8 @@ async def ready(services: ServicesDep) -> JsonResponse:
     snap = services.snapshots.current
     status = services.snapshots.status()
     if snap is None:
-        return JsonResponse({"status": "not_ready", "snapshot_version": None, "last_error": status.last_error},
-                            status_code=503)
+        return JsonResponse({"status": "not_ready", "snapshot_version": None, "last_error": status.last_error,
+                             "worker_pid": os.getpid()}, status_code=503)
     age = (datetime.now(UTC) - snap.manifest.created_at).total_seconds()
     return JsonResponse({
         "status": "ready",
@@ -33,4 +34,5 @@ async def ready(services: ServicesDep) -> JsonResponse:
         "loaded_at": snap.loaded_at.isoformat(),
         "checked_at": status.checked_at.isoformat() if status.checked_at else None,
         "last_error": status.last_error,
+        "worker_pid": os.getpid(),  # which Gunicorn worker answered: each one loads snapshots on its own
     })

@@ -1,0 +1,144 @@
+"""JWT attacks against a real RSA issuer and a real JWKS endpoint: every one is a JSON 401/403."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from analytics_api.auth.local_issuer import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer
+
+QUERY = {"q": "SELECT count(*) AS n FROM orders"}
+
+
+def b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def claims(**over: object) -> dict:
+    now = int(time.time())
+    base = {"iss": LOCAL_ISSUER, "aud": LOCAL_AUDIENCE, "sub": "attacker", "iat": now, "exp": now + 600,
+            "scope": "read:analytics read:schema"}
+    base.update(over)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def call(client, token: str):  # noqa: ANN001, ANN201
+    return client.get("/query", params=QUERY, headers={"Authorization": f"Bearer {token}"})
+
+
+def assert_denied(response, status: int, fragment: str) -> None:  # noqa: ANN001
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["success"] is False and body["error"]["code"] in ("unauthorized", "forbidden")
+    assert fragment in body["error"]["message"], body["error"]["message"]
+
+
+def test_valid_token_is_accepted(client, token) -> None:  # noqa: ANN001
+    r = call(client, token())
+    assert r.status_code == 200 and r.json()["data"][0]["n"] > 0
+
+
+def test_permissions_claim_grants_scopes_like_auth0_rbac(client, token) -> None:  # noqa: ANN001
+    r = call(client, token(scopes="", permissions=["read:analytics"]))
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize(("header", "fragment"), [
+    ({}, "missing bearer token"),
+    ({"Authorization": "Basic dXNlcjpwYXNz"}, "missing bearer token"),
+    ({"Authorization": "Bearer "}, "missing bearer token"),
+    ({"Authorization": "Bearer not.a.jwt"}, "malformed"),
+    ({"Authorization": "Bearer ......"}, "malformed"),
+])
+def test_missing_or_garbage_credentials(client, header, fragment) -> None:  # noqa: ANN001
+    assert_denied(client.get("/query", params=QUERY, headers=header), 401, fragment)
+
+
+def test_expired_token(client, issuer) -> None:  # noqa: ANN001
+    assert_denied(call(client, issuer.mint(ttl_seconds=-3600)), 401, "expired")
+
+
+def test_small_clock_skew_is_tolerated(client, issuer) -> None:  # noqa: ANN001
+    assert call(client, issuer.mint(ttl_seconds=-5)).status_code == 200
+
+
+def test_wrong_audience_and_issuer(client, issuer) -> None:  # noqa: ANN001
+    assert_denied(call(client, issuer.mint(audience="https://some-other-api")), 401, "audience")
+    other = LocalIssuer(issuer.key, issuer.kid, "https://evil.example/")
+    assert_denied(call(client, other.mint()), 401, "issuer")
+
+
+@pytest.mark.parametrize("missing", ["exp", "iss", "aud", "sub"])
+def test_required_claims(client, issuer, missing) -> None:  # noqa: ANN001
+    token = jwt.encode(claims(**{missing: None}), issuer.key, algorithm="RS256", headers={"kid": issuer.kid})
+    assert_denied(call(client, token), 401, "")
+
+
+def test_alg_none_is_refused(client, issuer) -> None:  # noqa: ANN001
+    token = f"{b64({'alg': 'none', 'typ': 'JWT', 'kid': issuer.kid})}.{b64(claims())}."
+    assert_denied(call(client, token), 401, "'none' is not accepted")
+
+
+def test_hs256_signed_with_the_public_key_is_refused(client, issuer) -> None:  # noqa: ANN001
+    """The classic key-confusion attack: HMAC keyed with the RSA public key the JWKS publishes."""
+    import hashlib
+    import hmac
+
+    public_pem = issuer.key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+    signing_input = f"{b64({'alg': 'HS256', 'typ': 'JWT', 'kid': issuer.kid})}.{b64(claims())}"
+    signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    token = f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+    assert_denied(call(client, token), 401, "'HS256' is not accepted")
+
+
+def test_forged_signature_and_tampered_payload(client, issuer) -> None:  # noqa: ANN001
+    forger = LocalIssuer.generate()
+    forged = jwt.encode(claims(), forger.key, algorithm="RS256", headers={"kid": issuer.kid})
+    assert_denied(call(client, forged), 401, "signature")
+    head, _, sig = issuer.mint(scopes="read:schema").split(".")
+    tampered = f"{head}.{b64(claims(scope='read:analytics read:admin'))}.{sig}"
+    assert_denied(call(client, tampered), 401, "signature")
+
+
+def test_unknown_kid_refetches_once_per_cooldown(make_client, jwks_server, issuer) -> None:  # noqa: ANN001
+    client = make_client(jwks_refresh_cooldown_seconds=3600)
+    assert call(client, issuer.mint()).status_code == 200
+    fetches = jwks_server.fetches
+    for _ in range(25):  # random kids must not become one JWKS fetch per request
+        stranger = LocalIssuer.generate()
+        assert_denied(call(client, stranger.mint()), 401, "unknown key")
+    assert jwks_server.fetches - fetches <= 1
+
+
+def test_key_rotation_is_picked_up_on_the_next_unknown_kid(make_client, jwks_server, issuer) -> None:  # noqa: ANN001
+    client = make_client(jwks_refresh_cooldown_seconds=0)
+    assert call(client, issuer.mint()).status_code == 200
+    rotated = LocalIssuer.generate()
+    jwks_server.document = {"keys": issuer.jwks()["keys"] + rotated.jwks()["keys"]}
+    assert call(client, rotated.mint()).status_code == 200
+
+
+def test_missing_scope_is_403(client, token) -> None:  # noqa: ANN001
+    assert_denied(call(client, token(scopes="read:schema")), 403, "read:analytics")
+    assert_denied(call(client, token(scopes="")), 403, "read:analytics")
+
+
+def test_jwks_outage_keeps_cached_keys(make_client, jwks_server, issuer) -> None:  # noqa: ANN001
+    client = make_client(jwks_refresh_cooldown_seconds=0)
+    assert call(client, issuer.mint()).status_code == 200
+    jwks_server.close()
+    assert call(client, issuer.mint()).status_code == 200  # cached key still verifies
+    assert_denied(call(client, LocalIssuer.generate().mint()), 401, "unknown key")
+
+
+def test_file_jwks_for_a_local_issuer(make_client, issuer, tmp_path) -> None:  # noqa: ANN001
+    jwks_path = issuer.save(tmp_path / "issuer")
+    client = make_client(auth0_jwks_url=f"file://{jwks_path}")
+    assert call(client, issuer.mint()).status_code == 200
+    assert LocalIssuer.load(tmp_path / "issuer").kid == issuer.kid

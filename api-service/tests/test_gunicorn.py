@@ -1,0 +1,205 @@
+"""The API as it runs in production: a real Gunicorn master with two uvicorn workers.
+
+Covers what only separate processes can show: a rate limit shared through the real Redis,
+metrics summed over workers, a snapshot hot swap under concurrent load with zero failed
+requests, a runaway query that does not hurt other requests, and a graceful SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import redis
+
+from analytics_api.auth.local_issuer import LOCAL_AUDIENCE, LOCAL_ISSUER
+
+pytestmark = pytest.mark.slow
+REDIS_URL = "redis://127.0.0.1:6379/7"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen, base: str, log: Path) -> None:
+        self.proc, self.base, self.log = proc, base, log
+
+    def request(self, path: str, token: str | None = None, timeout: float = 30) -> tuple[int, dict, dict]:
+        """One request on a fresh connection (so the kernel spreads them over the workers)."""
+        req = urllib.request.Request(self.base + path)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, _lower(resp.headers), json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, _lower(err.headers), json.loads(err.read() or b"null")
+
+    def query(self, sql: str, token: str) -> tuple[int, dict, dict]:
+        return self.request("/query?" + urllib.parse.urlencode({"q": sql}), token)
+
+
+def _lower(headers) -> dict:  # noqa: ANN001
+    return {k.lower(): v for k, v in headers.items()}
+
+
+@pytest.fixture
+def start_gunicorn(tmp_path: Path, store, issuer) -> Iterator[Callable[..., Server]]:  # noqa: ANN001
+    jwks = issuer.save(tmp_path / "issuer")
+    started: list[Server] = []
+
+    def start(**env_overrides: str) -> Server:
+        port = free_port()
+        metrics_dir = tmp_path / f"metrics-{port}"
+        metrics_dir.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH0_", "RATE_LIMIT", "PROMETHEUS"))}
+        env.update(BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="2", STORAGE_URL=store.url,
+                   AUTH0_JWKS_URL=f"file://{jwks}", AUTH0_ISSUER=LOCAL_ISSUER, AUTH0_API_AUDIENCE=LOCAL_AUDIENCE,
+                   SNAPSHOT_CACHE_DIR=str(tmp_path / "cache"), SNAPSHOT_POLL_SECONDS="0.3",
+                   PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), RATE_LIMIT_REQUESTS="100000",
+                   GRACEFUL_TIMEOUT="20")
+        env.update(env_overrides)
+        log = tmp_path / f"gunicorn-{port}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:analytics_api.gunicorn_conf"],
+                                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        server = Server(proc, f"http://127.0.0.1:{port}", log)
+        started.append(server)
+        deadline = time.monotonic() + 60
+        pids: set[int] = set()
+        while time.monotonic() < deadline and len(pids) < 2:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                status, _, body = server.request("/ready", timeout=2)
+                if status == 200:
+                    pids.add(body["worker_pid"])
+            except (OSError, ValueError):
+                time.sleep(0.1)
+        assert len(pids) == 2, f"both workers should become ready; saw {pids}\n{log.read_text()[-3000:]}"
+        return server
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            os.killpg(server.proc.pid, signal.SIGKILL)
+            server.proc.wait(timeout=10)
+
+
+def test_rate_limit_is_shared_by_both_workers_through_redis(start_gunicorn, token) -> None:  # noqa: ANN001
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+    client.ping()  # fails, never skips, when Redis is absent
+    client.flushdb()
+    server = start_gunicorn(RATE_LIMIT_STORAGE_URL=REDIS_URL, RATE_LIMIT_REQUESTS="12",
+                            RATE_LIMIT_WINDOW_SECONDS="60", RATE_LIMIT_IP_REQUESTS="1000")
+    user = token()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: server.query(f"SELECT {i} AS i FROM orders LIMIT 1", user), range(36)))
+    statuses = sorted(status for status, _, _ in results)
+    assert statuses.count(200) == 12 and statuses.count(429) == 24, statuses
+    status, headers, body = next(r for r in results if r[0] == 429)
+    assert body["error"]["code"] == "rate_limited"
+    assert int(headers["retry-after"]) >= 1 and headers["x-ratelimit-remaining"] == "0"
+    assert headers["x-ratelimit-limit"] == "12"
+    # another user has their own quota
+    assert server.query("SELECT 1 AS one FROM orders LIMIT 1", token(sub="someone-else"))[0] == 200
+    assert any(b"user" in key for key in client.keys("*"))
+    client.flushdb()
+
+
+def test_ip_limit_applies_before_authentication(start_gunicorn) -> None:  # noqa: ANN001
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+    client.flushdb()
+    server = start_gunicorn(RATE_LIMIT_STORAGE_URL=REDIS_URL, RATE_LIMIT_IP_REQUESTS="10")
+    statuses = [server.query("SELECT 1", f"guess-{i}")[0] for i in range(14)]
+    assert statuses[:10] == [401] * 10 and statuses[10:] == [429] * 4
+    client.flushdb()
+
+
+def test_metrics_are_summed_over_workers(start_gunicorn, token) -> None:  # noqa: ANN001
+    server = start_gunicorn()
+    user = token()
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(lambda i: server.query(f"SELECT * FROM orders WHERE id = {i + 1}", user)[0], range(30)))
+    assert statuses == [200] * 30
+    with urllib.request.urlopen(server.base + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    line = next(l for l in text.splitlines()
+                if l.startswith("analytics_api_requests_total{") and 'route="/query"' in l and 'status="200"' in l)
+    assert float(line.rsplit(" ", 1)[1]) == 30.0
+
+
+def test_hot_swap_under_load_has_zero_failed_requests(start_gunicorn, token, demo, publish) -> None:  # noqa: ANN001
+    server = start_gunicorn()
+    user = token()
+    _, _, first = server.query("SELECT count(*) AS n FROM orders", user)
+    versions: set[str] = set()
+    failures: list[object] = []
+    stop = time.monotonic() + 8
+
+    def hammer(worker: int) -> int:
+        done = 0
+        while time.monotonic() < stop:
+            status, _, body = server.query(f"SELECT count(*) AS n, {worker * 100000 + done} AS k FROM orders", user)
+            if status != 200:
+                failures.append((status, body))
+            else:
+                versions.add(body["snapshot_version"])
+            done += 1
+        return done
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(hammer, w) for w in range(4)]
+        for round_ in range(3):
+            time.sleep(1.5)
+            with sqlite3.connect(demo / "source.db") as con:
+                con.execute("INSERT INTO orders SELECT id + ?, customer_id, status, total, currency, ordered_at, "
+                            "shipped_at, note, datetime('now'), datetime('now') FROM orders WHERE id <= 5",
+                            ((round_ + 1) * 1_000_000,))
+            assert publish()["status"] == "published"
+        total = sum(f.result() for f in futures)
+    assert failures == [] and total > 50
+    assert len(versions) >= 2
+    time.sleep(1.0)
+    for _ in range(6):  # both workers end on the newest snapshot
+        _, _, body = server.query("SELECT count(*) AS n FROM orders", user)
+        assert body["data"][0]["n"] == first["data"][0]["n"] + 15
+
+
+def test_runaway_query_does_not_hurt_other_requests(start_gunicorn, token) -> None:  # noqa: ANN001
+    server = start_gunicorn(QUERY_TIMEOUT_SECONDS="1")
+    user = token()
+    runaway = ("SELECT count(*) AS n FROM transactions a, transactions b, transactions c "
+               "WHERE a.amount + b.amount > c.amount")
+    with ThreadPoolExecutor(4) as pool:
+        slow = [pool.submit(server.query, runaway, user) for _ in range(2)]
+        quick = [server.query(f"SELECT * FROM customers WHERE id = {i}", user)[0] for i in range(1, 31)]
+        slow_results = [f.result() for f in slow]
+    assert quick == [200] * 30
+    assert [s for s, _, _ in slow_results] == [408, 408]
+    assert server.query("SELECT count(*) AS n FROM orders", user)[0] == 200
+
+
+def test_sigterm_stops_gracefully(start_gunicorn, token) -> None:  # noqa: ANN001
+    server = start_gunicorn()
+    assert server.query("SELECT 1 AS one FROM orders LIMIT 1", token())[0] == 200
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=30) == 0
+    log = server.log.read_text()
+    assert "api.stopped" in log and "Traceback" not in log
