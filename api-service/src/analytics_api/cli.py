@@ -15,7 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run Gunicorn with uvicorn workers on 0.0.0.0:$PORT (WEB_CONCURRENCY workers)")
     sub.add_parser("check-config", help="validate the environment and the whitelist, then exit")
-    init = sub.add_parser("issuer-init", help="create (or keep) a local RSA token issuer and its JWKS file")
+    init = sub.add_parser("issuer-init", help="create (or keep) a local RSA token issuer and its JWKS file; "
+                                              "prints the AUTH0_* settings that make the API trust it")
     init.add_argument("directory", type=Path)
     token = sub.add_parser("token", help="mint a token from a local issuer")
     token.add_argument("--issuer-dir", type=Path, required=True)
@@ -53,7 +54,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "issuer-init":
         issuer = LocalIssuer.load_or_create(args.directory)
-        sys.stdout.write(f"issuer {issuer.issuer} kid {issuer.kid}: {args.directory / 'jwks.json'}\n")
+        jwks = (args.directory / "jwks.json").resolve()
+        sys.stdout.write(f"export AUTH0_JWKS_URL=file://{jwks}\nexport AUTH0_ISSUER={issuer.issuer}\n"
+                         f"export AUTH0_API_AUDIENCE={LOCAL_AUDIENCE}\n")
         return 0
     issuer = LocalIssuer.load(args.issuer_dir)
     audience = args.audience or os.environ.get("AUTH0_API_AUDIENCE") or LOCAL_AUDIENCE
