@@ -143,6 +143,12 @@ def test_metrics_are_summed_over_workers(start_gunicorn, token) -> None:  # noqa
     line = next(l for l in text.splitlines()
                 if l.startswith("analytics_api_requests_total{") and 'route="/query"' in l and 'status="200"' in l)
     assert float(line.rsplit(" ", 1)[1]) == 30.0
+    # one JSON access-log line per request, with its request id, user, status, duration and rows
+    lines = [json.loads(l) for l in server.log.read_text().splitlines() if l.startswith("{")]
+    queries = [l for l in lines if l.get("event") == "request" and l.get("path") == "/query"]
+    assert len(queries) == 30
+    assert all(l["status"] == 200 and l["user"] == "dev-user" and l["rows"] == 1 and l["request_id"]
+               and l["duration_ms"] > 0 and l["service"] == "api-service" for l in queries)
 
 
 def test_hot_swap_under_load_has_zero_failed_requests(start_gunicorn, token, demo, publish) -> None:  # noqa: ANN001

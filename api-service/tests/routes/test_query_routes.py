@@ -128,3 +128,25 @@ def test_health_ready_and_openapi(client) -> None:  # noqa: ANN001
 def test_unknown_route_is_json_404(client) -> None:  # noqa: ANN001
     r = client.get("/nope")
     assert r.status_code == 404 and r.json()["success"] is False
+
+
+def test_cors_preflight_and_exposed_headers(make_client, auth) -> None:  # noqa: ANN001
+    client = make_client(cors_origins="https://app.example.com, https://admin.example.com")
+    pre = client.options("/query", headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+                                            "Access-Control-Request-Headers": "authorization,content-type"})
+    assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "https://app.example.com"
+    r = client.get("/query", params={"q": "SELECT 1 AS one FROM orders LIMIT 1"},
+                   headers={**auth, "Origin": "https://app.example.com"})
+    exposed = r.headers["access-control-expose-headers"].lower()
+    assert "x-ratelimit-remaining" in exposed and "etag" in exposed
+    denied = client.options("/query", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+    assert "access-control-allow-origin" not in denied.headers
+
+
+def test_request_id_is_echoed_or_generated(client, auth) -> None:  # noqa: ANN001
+    mine = client.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert mine.headers["x-request-id"] == "abc-123"
+    hostile = client.get("/health", headers={"X-Request-ID": "x" * 500})
+    assert hostile.headers["x-request-id"] != "x" * 500 and len(hostile.headers["x-request-id"]) == 32
+    r = client.get("/query", params={"q": "SELECT 1 AS one FROM orders LIMIT 1"}, headers=auth)
+    assert int(r.headers["x-ratelimit-remaining"]) < int(r.headers["x-ratelimit-limit"])
