@@ -23,6 +23,7 @@ class ApiSettings(StorageSettings):
     auth0_issuer: str = ""
     auth0_jwks_url: str = ""
     jwks_refresh_cooldown_seconds: float = Field(30.0, ge=0)
+    jwks_max_age_seconds: float = Field(600.0, gt=0)
     jwt_leeway_seconds: int = Field(30, ge=0, le=300)
 
     rate_limit_requests: int = Field(50, ge=1)

@@ -31,8 +31,13 @@ _metrics_dir = os.environ.setdefault(
 
 
 def on_starting(server) -> None:  # noqa: ANN001 - gunicorn hook
-    shutil.rmtree(_metrics_dir, ignore_errors=True)
-    Path(_metrics_dir).mkdir(parents=True, exist_ok=True)
+    # Samples of a previous master's workers would be summed into ours. Remove only
+    # prometheus_client's own files: the directory may be one the operator chose.
+    directory = Path(_metrics_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    for sample in directory.glob("*.db"):
+        if sample.name.split("_")[0] in ("counter", "gauge", "histogram", "summary"):
+            sample.unlink(missing_ok=True)
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn hook
@@ -42,5 +47,5 @@ def child_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn hook
 
 
 def on_exit(server) -> None:  # noqa: ANN001 - gunicorn hook
-    if _metrics_dir.endswith(f"analytics-api-metrics-{os.getpid()}"):
+    if _metrics_dir.endswith(f"analytics-api-metrics-{os.getpid()}"):  # ours, not the operator's
         shutil.rmtree(_metrics_dir, ignore_errors=True)

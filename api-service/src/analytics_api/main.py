@@ -37,6 +37,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         SNAPSHOT_CREATED.set(snap.manifest.created_at.timestamp())
 
     services.snapshots.on_swap.append(record_swap)
+    services.snapshots.on_reject.append(lambda version, exc: SNAPSHOT_SWAPS.labels("rejected").inc())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -49,7 +49,8 @@ def build_services(settings: ApiSettings) -> Services:
         except QueryRejected as exc:
             raise ConfigError(f"QUERY_WHITELIST_PATH: named query {name!r} is not allowed: {exc.message}") from None
     store = open_store(settings.storage_url, region=settings.s3_region, endpoint_url=settings.s3_endpoint_url)
-    jwks = JwksCache(settings.auth0_jwks_url, cooldown_seconds=settings.jwks_refresh_cooldown_seconds)
+    jwks = JwksCache(settings.auth0_jwks_url, cooldown_seconds=settings.jwks_refresh_cooldown_seconds,
+                     max_age_seconds=settings.jwks_max_age_seconds)
     verifier = TokenVerifier(jwks, audience=settings.auth0_api_audience, issuer=settings.auth0_issuer,
                              leeway=settings.jwt_leeway_seconds)
     snapshots = SnapshotManager(store, cache_dir=settings.snapshot_cache_dir, tables=sorted(whitelist.tables),

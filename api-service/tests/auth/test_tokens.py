@@ -142,3 +142,13 @@ def test_file_jwks_for_a_local_issuer(make_client, issuer, tmp_path) -> None:  #
     client = make_client(auth0_jwks_url=f"file://{jwks_path}")
     assert call(client, issuer.mint()).status_code == 200
     assert LocalIssuer.load(tmp_path / "issuer").kid == issuer.kid
+
+
+def test_revoked_key_stops_verifying_after_the_max_age(make_client, jwks_server, issuer) -> None:  # noqa: ANN001
+    client = make_client(jwks_max_age_seconds=0.2, jwks_refresh_cooldown_seconds=3600)
+    assert call(client, issuer.mint()).status_code == 200
+    replacement = LocalIssuer.generate()
+    jwks_server.document = replacement.jwks()  # the issuer revoked our key
+    time.sleep(0.3)
+    assert_denied(call(client, issuer.mint()), 401, "unknown key")
+    assert call(client, replacement.mint()).status_code == 200

@@ -150,3 +150,16 @@ def test_request_id_is_echoed_or_generated(client, auth) -> None:  # noqa: ANN00
     assert hostile.headers["x-request-id"] != "x" * 500 and len(hostile.headers["x-request-id"]) == 32
     r = client.get("/query", params={"q": "SELECT 1 AS one FROM orders LIMIT 1"}, headers=auth)
     assert int(r.headers["x-ratelimit-remaining"]) < int(r.headers["x-ratelimit-limit"])
+
+
+def test_json_types_survive(client, auth) -> None:  # noqa: ANN001
+    q = ("SELECT sum(quantity) AS total_qty, max(price) AS max_price, INTERVAL 1 DAY + INTERVAL 90 MINUTE AS span, "
+         "DATE '2026-01-02' AS d, TIMESTAMP '2026-01-02 03:04:05.123456' AS ts, 'ünï 東京' AS text, NULL AS nothing "
+         "FROM inventory")
+    body = client.get("/query", params={"q": q}, headers=auth).json()
+    row = body["data"][0]
+    assert isinstance(row["total_qty"], int)  # a HUGEINT sum stays an integer, not 52103.0
+    assert isinstance(row["max_price"], float) and round(row["max_price"], 2) == row["max_price"]
+    assert row["span"] == "P1DT5400S"
+    assert row["d"] == "2026-01-02" and row["ts"] == "2026-01-02T03:04:05.123456"
+    assert row["text"] == "ünï 東京" and row["nothing"] is None

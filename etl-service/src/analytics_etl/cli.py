@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from analytics_etl.config import get_settings
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(service="etl-service")
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), service="etl-service")
     try:
         return _dispatch(args)
     except ConfigError as exc:

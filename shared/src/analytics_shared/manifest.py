@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from analytics_shared.errors import ManifestError, ObjectNotFound
 from analytics_shared.storage.base import ObjectStore
+from analytics_shared.validation import describe_first_error
 
 FORMAT_VERSION = 1
 MANIFEST_KEY = "current/manifest.json"
@@ -92,9 +93,8 @@ def parse_manifest(data: bytes) -> Manifest:
     try:
         return Manifest.model_validate_json(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "document"
-        raise ManifestError(f"malformed manifest ({exc.error_count()} problems; first at {where}: {first['msg']})") from None
+        raise ManifestError(f"malformed manifest ({exc.error_count()} problems; first at "
+                            f"{describe_first_error(exc)})") from None
 
 
 def read_manifest(store: ObjectStore) -> tuple[Manifest | None, str | None]:

@@ -1,7 +1,9 @@
 """The issuer's signing keys, fetched from its JWKS and cached.
 
 An unknown `kid` triggers at most one refetch per cooldown, so a flood of tokens
-with random kids cannot turn into a flood of requests to the issuer.
+with random kids cannot turn into a flood of requests to the issuer. The set is also
+refetched once it is older than max_age, so a key the issuer revoked stops verifying
+without a restart.
 """
 
 from __future__ import annotations
@@ -50,15 +52,19 @@ def parse_rsa_keys(document: dict) -> dict[str, object]:
 
 
 class JwksCache:
-    def __init__(self, url: str, cooldown_seconds: float = 30.0) -> None:
+    def __init__(self, url: str, cooldown_seconds: float = 30.0, max_age_seconds: float = 600.0) -> None:
         self.url = url
         self.cooldown = cooldown_seconds
+        self.max_age = max_age_seconds
         self._keys: dict[str, object] = {}
         self._fetched_at = float("-inf")
         self._lock = threading.Lock()
         self.fetch_count = 0
 
     def cached_key(self, kid: str) -> object | None:
+        """The key when it is cached and the set is fresh; None means: call get_key (blocking)."""
+        if time.monotonic() - self._fetched_at > self.max_age:
+            return None
         return self._keys.get(kid)
 
     def get_key(self, kid: str) -> object:
@@ -66,12 +72,10 @@ class JwksCache:
 
         Blocking: call from a worker thread, not the event loop, when cached_key misses.
         """
-        key = self._keys.get(kid)
-        if key is not None:
-            return key
         with self._lock:
+            age = time.monotonic() - self._fetched_at
             key = self._keys.get(kid)
-            if key is None and time.monotonic() - self._fetched_at >= self.cooldown:
+            if age > self.max_age or (key is None and age >= self.cooldown):
                 self._refresh()
                 key = self._keys.get(kid)
         if key is None:
@@ -79,13 +83,15 @@ class JwksCache:
         return key
 
     def _refresh(self) -> None:
-        self._fetched_at = time.monotonic()
         self.fetch_count += 1
         try:
             keys = parse_rsa_keys(read_jwks(self.url))
         except (OSError, ValueError) as exc:
-            # Keep the keys we had: an issuer hiccup must not log everyone out.
+            # Keep the keys we had (an issuer hiccup must not log everyone out), and retry
+            # after the cooldown rather than on every request.
+            self._fetched_at = time.monotonic() - max(0.0, self.max_age - self.cooldown)
             log.error("jwks.fetch_failed", url=self.url, error=str(exc))
             return
+        self._fetched_at = time.monotonic()
         self._keys = keys
         log.info("jwks.fetched", url=self.url, kids=sorted(keys))

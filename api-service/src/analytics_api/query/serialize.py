@@ -53,12 +53,30 @@ def _json_default(value: object) -> object:
 
 def _json_column(column: pa.ChunkedArray) -> list:
     kind = column.type
+    if pa.types.is_decimal(kind) and kind.scale == 0:
+        # Integer sums arrive as DECIMAL(38,0) (DuckDB's HUGEINT): keep them integers.
+        try:
+            return pc.cast(column, pa.int64()).to_pylist()
+        except pa.ArrowInvalid:
+            return [None if v is None else str(v) for v in column.to_pylist()]  # beyond 64 bits: exact text
     if pa.types.is_decimal(kind):
         # Via text: Arrow's direct decimal->double cast is not correctly rounded (894.56 -> 894.5600000000001).
-        column = pc.cast(pc.cast(column, pa.string()), pa.float64())
-    elif pa.types.is_dictionary(kind):
+        return pc.cast(pc.cast(column, pa.string()), pa.float64()).to_pylist()
+    if kind == pa.month_day_nano_interval():
+        return [None if v is None else _iso_duration(v) for v in column.to_pylist()]
+    if pa.types.is_dictionary(kind):
         column = column.cast(kind.value_type)
     return column.to_pylist()
+
+
+def _iso_duration(value: object) -> str:
+    """ISO 8601 duration (what JavaScript date libraries parse) from Arrow's (months, days, ns)."""
+    months, days, nanos = value.months, value.days, value.nanoseconds  # type: ignore[attr-defined]
+    seconds = nanos / 1e9
+    text = "P" + (f"{months}M" if months else "") + (f"{days}D" if days else "")
+    if seconds or text == "P":
+        text += "T" + (f"{seconds:.9f}".rstrip("0").rstrip(".") if seconds % 1 else f"{int(seconds)}") + "S"
+    return text
 
 
 def rows_as_dicts(table: pa.Table) -> list[dict]:

@@ -68,8 +68,9 @@ async def query_post(request: Request, services: ServicesDep, principal: QueryUs
 @router.get("/queries", summary="List the named queries and their parameters")
 async def list_named(services: ServicesDep, principal: QueryUser) -> JsonResponse:
     return JsonResponse({"success": True, "queries": {
-        name: {"description": q.description, "params": {p: spec.model_dump(exclude_none=True)
-                                                        for p, spec in q.params.items()}}
+        name: {"description": q.description,
+               "params": {p: {**spec.model_dump(exclude_none=True), "required": spec.required and spec.default is None}
+                          for p, spec in q.params.items()}}
         for name, q in services.whitelist.queries.items()}})
 
 

@@ -51,6 +51,7 @@ class SnapshotManager:
         self.checked_at: datetime | None = None
         self.last_error: str | None = None
         self.on_swap: list = []
+        self.on_reject: list = []
 
     @property
     def current(self) -> Snapshot | None:
@@ -104,6 +105,8 @@ class SnapshotManager:
                         self._rejected.clear()
                     self._rejected[manifest.version] = exc.message
                 self._fail(exc.message, transient=exc.transient, version=manifest.version)
+                for callback in self.on_reject:
+                    callback(manifest.version, exc)
                 return False
             self._current = snap
             self.last_error = None
