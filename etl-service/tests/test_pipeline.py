@@ -163,3 +163,13 @@ def test_forced_full_detection_reloads(make_settings, store, tmp_path, source_pa
     manifest, _ = read_manifest(store)
     assert {t.change_detection for t in manifest.tables.values()} == {"full"}
     assert_snapshot_matches()
+
+
+def test_switching_detection_mode_is_published_once_then_incremental(make_settings, store):
+    run_sync(make_settings(change_detection="full"))
+    settings = make_settings()  # back to auto: timestamp for the demo tables
+    assert run_sync(settings)["status"] == "published"  # same rows, but the new mode and cursor
+    manifest, _ = read_manifest(store)
+    assert {t.change_detection for t in manifest.tables.values()} == {"timestamp"}
+    assert all(t.watermark for t in manifest.tables.values())
+    assert run_sync(settings)["status"] == "unchanged"  # and from now on incremental, not reloads

@@ -108,6 +108,10 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
         if spec.cursor:
             top = working.max_value(spec.target, spec.cursor)
             watermark = _encode_watermark(top)
+        # A new mode or cursor must be published even when the rows are identical: otherwise
+        # the manifest keeps the old mode and every later run repeats this full reload.
+        if prev is not None and (prev.change_detection != spec.detection or prev.watermark != watermark):
+            changed = max(changed, 1)
         runs_since, reconciled_at = 0, now
     else:
         if spec.detection == "timestamp":
