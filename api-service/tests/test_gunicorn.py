@@ -138,11 +138,16 @@ def test_metrics_are_summed_over_workers(start_gunicorn, token) -> None:  # noqa
     with ThreadPoolExecutor(6) as pool:
         statuses = list(pool.map(lambda i: server.query(f"SELECT * FROM orders WHERE id = {i + 1}", user)[0], range(30)))
     assert statuses == [200] * 30
-    with urllib.request.urlopen(server.base + "/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    line = next(l for l in text.splitlines()
-                if l.startswith("analytics_api_requests_total{") and 'route="/query"' in l and 'status="200"' in l)
-    assert float(line.rsplit(" ", 1)[1]) == 30.0
+    # Workers count a request after its response is sent: give the last ones a moment.
+    deadline, count = time.monotonic() + 10, 0.0
+    while time.monotonic() < deadline and count < 30:
+        with urllib.request.urlopen(server.base + "/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        line = next((l for l in text.splitlines() if l.startswith("analytics_api_requests_total{")
+                     and 'route="/query"' in l and 'status="200"' in l), "x 0")
+        count = float(line.rsplit(" ", 1)[1])
+        time.sleep(0.1)
+    assert count == 30.0
     # one JSON access-log line per request, with its request id, user, status, duration and rows
     lines = [json.loads(l) for l in server.log.read_text().splitlines() if l.startswith("{")]
     queries = [l for l in lines if l.get("event") == "request" and l.get("path") == "/query"]
