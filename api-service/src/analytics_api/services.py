@@ -9,12 +9,14 @@ import anyio
 from analytics_api.auth.jwks import JwksCache
 from analytics_api.auth.tokens import TokenVerifier
 from analytics_api.config import ApiSettings
+from analytics_api.errors import QueryRejected
 from analytics_api.query.cache import ResultCache
 from analytics_api.query.guard import SqlGuard
 from analytics_api.query.watchdog import Watchdog
 from analytics_api.ratelimit import RateLimiter
 from analytics_api.snapshots.manager import SnapshotManager
 from analytics_api.whitelist import Whitelist, load_whitelist
+from analytics_shared.errors import ConfigError
 from analytics_shared.storage import open_store
 
 
@@ -38,9 +40,6 @@ class Services:
 
 def build_services(settings: ApiSettings) -> Services:
     """Validates the whitelist (and its named queries) so a bad file stops the start."""
-    from analytics_shared.errors import ConfigError
-    from analytics_api.errors import QueryRejected
-
     whitelist = load_whitelist(settings.query_whitelist_path)
     guard = SqlGuard(whitelist)
     for name, named in whitelist.queries.items():
