@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from analytics_api.errors import BadRequest
 from analytics_shared.errors import ConfigError
+from analytics_shared.validation import describe_first_error
 
 ParamType = Literal["integer", "number", "string", "boolean", "date", "timestamp"]
 
@@ -155,6 +156,4 @@ def load_whitelist(path: Path) -> Whitelist:
     try:
         return Whitelist.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "document"
-        raise ConfigError(f"QUERY_WHITELIST_PATH: {path}: {where}: {first['msg']}") from None
+        raise ConfigError(f"QUERY_WHITELIST_PATH: {path}: {describe_first_error(exc)}") from None

@@ -1,9 +1,9 @@
 """Whitelist enforcement by parsing, not by pattern matching.
 
-The SQL is parsed with sqlglot's DuckDB dialect, checked node by node, and the SQL that
-runs is regenerated from the checked tree (without comments), then parsed and checked once
-more, so what DuckDB executes is exactly what was validated: comments, odd spacing and
-unicode tricks never reach the engine.
+The SQL is parsed with sqlglot's DuckDB dialect and checked node by node. The SQL that runs is
+regenerated from the checked tree without comments, then parsed and checked once more and must
+regenerate to the same text, so what DuckDB executes is exactly what was validated: comments,
+odd spacing and unicode tricks never reach the engine. Anything not understood is rejected.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import accumulate
 from threading import Lock
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
@@ -24,23 +26,30 @@ from analytics_api.whitelist import Whitelist
 
 DIALECT = "duckdb"
 Schema = dict[str, dict[str, str]]
-_LEAD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(\()?")
-# Statements, and statement-like clauses, that never belong inside a read-only query.
-_FORBIDDEN_NODES = tuple(
-    getattr(exp, name) for name in (
-        "Command", "Pragma", "Set", "Copy", "Attach", "Detach", "Install", "Use", "Create", "Drop",
-        "Insert", "Update", "Delete", "Merge", "Alter", "Describe", "Show", "Transaction", "Commit",
-        "Rollback", "Export", "Into", "LoadData", "Kill", "Summarize", "Refresh", "Analyze", "Cache",
-        "Uncache", "Declare", "Execute", "Prepare", "Grant", "Revoke", "TruncateTable", "Comment",
-    ) if hasattr(exp, name)
-)
-# Table functions allowed in FROM: they generate values from their (checked) arguments and read
-# nothing, so `FROM range(10)` can do no more than the allowed `SELECT unnest(range(10))`.
-# Deliberately not configurable: a whitelist edit must not be able to allow FROM read_csv(...).
+_LEAD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")
+# Statements and statement-like clauses that never belong inside a read-only query.
+_FORBIDDEN_NODES = tuple(getattr(exp, name) for name in (
+    "Command", "Pragma", "Set", "Copy", "Attach", "Detach", "Install", "Use", "Create", "Drop", "Insert",
+    "Update", "Delete", "Merge", "Alter", "Describe", "Show", "Transaction", "Commit", "Rollback", "Export",
+    "Into", "LoadData", "Kill", "Summarize", "Refresh", "Analyze", "Cache", "Uncache", "Declare", "Execute",
+    "Prepare", "Grant", "Revoke", "TruncateTable", "Comment",
+) if hasattr(exp, name))
+# The only table functions allowed in FROM: they generate values from their (checked) arguments
+# and read nothing, so FROM range(10) does no more than the allowed SELECT unnest(range(10)).
+# Not configurable on purpose: no whitelist edit can allow FROM read_csv(...) or query_table(...).
 TABLE_FUNCTIONS = frozenset({"RANGE", "GENERATE_SERIES", "UNNEST"})
-# Keyword syntax that sqlglot models as a function node; their operands are checked on their own.
+# Keyword syntax that sqlglot models as function nodes; their operands are checked on their own.
 _SYNTAX = frozenset({"CASE", "EXISTS", "ARRAY", "STRUCT"})
-_MAX_NESTING = 64  # parentheses: far above real analytics SQL, far below Python's recursion limit
+# Bare names DuckDB binds to a built-in function when no column has them, even when quoted:
+# SELECT "current_catalog" names the snapshot file, SELECT user the process user.
+_VALUE_FUNCTIONS = frozenset({
+    "CURRENT_CATALOG", "CURRENT_DATE", "CURRENT_ROLE", "CURRENT_SCHEMA", "CURRENT_TIME", "CURRENT_TIMESTAMP",
+    "CURRENT_USER", "LOCALTIME", "LOCALTIMESTAMP", "SESSION_USER", "USER",
+})
+# Far above real analytics SQL, below where sqlglot's recursive parser and generator hit Python's
+# recursion limit (which is also caught): a clean "nested too deeply", never a 500.
+_MAX_NESTING = 64  # brackets of any kind, counted on the raw text before parsing
+_MAX_DEPTH = 1000  # levels of the parsed tree (long AND chains need no brackets); DuckDB's own limit
 
 
 @dataclass(frozen=True)
@@ -57,12 +66,11 @@ class SqlGuard:
         self._cache: OrderedDict[tuple[str, object], ValidatedQuery | QueryRejected] = OrderedDict()
         self._cache_size = cache_size
         self._lock = Lock()
-        self._schema_seen: tuple[Schema | None, object] = (None, None)
+        self._columns_restricted = any(rule.columns is not None for rule in whitelist.tables.values())
 
     def validate(self, sql: str, schema: Schema | None = None) -> ValidatedQuery:
         """Parse and check one statement; raise QueryRejected naming what is not allowed."""
-        # Column checks depend on the snapshot's schema, so the cache key includes it.
-        key = (sql, self._schema_key(schema))
+        key = (sql, _fingerprint(schema) if self._columns_restricted else None)  # column checks use it
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -74,6 +82,8 @@ class SqlGuard:
                 hit = exc
             except RecursionError:  # any deep corner of sqlglot: a clean 400, never a 500
                 hit = QueryRejected("query is nested too deeply")
+            except Exception as exc:  # noqa: BLE001 - sqlglot trips on some garbage: fail closed, as a 400
+                hit = QueryRejected(f"query could not be validated ({type(exc).__name__})")
             with self._lock:
                 self._cache[key] = hit
                 if len(self._cache) > self._cache_size:
@@ -89,15 +99,6 @@ class SqlGuard:
             if rule.scope and rule.scope not in scopes:
                 raise Forbidden(f"table {table!r} requires the {rule.scope!r} scope")
 
-    def _schema_key(self, schema: Schema | None) -> object:
-        if not schema:
-            return None
-        seen, key = self._schema_seen  # snapshots reuse one dict: fingerprint it once
-        if seen is not schema:
-            key = tuple(sorted((t, tuple(sorted(c.items()))) for t, c in schema.items()))
-            self._schema_seen = (schema, key)
-        return key
-
     def _check(self, sql: str, schema: Schema | None) -> ValidatedQuery:
         if not sql or not sql.strip():
             raise QueryRejected("empty query")
@@ -106,82 +107,80 @@ class SqlGuard:
         if "\x00" in sql:
             raise QueryRejected("query contains a NUL character")
         if _nesting(sql) > _MAX_NESTING:
-            raise QueryRejected(f"query is nested too deeply (more than {_MAX_NESTING} parentheses)")
+            raise QueryRejected(f"query is nested too deeply (more than {_MAX_NESTING} brackets)")
         tree = _parse_one(sql)
-        tables = self._check_tree(tree)
-        try:
-            regenerated = tree.sql(dialect=DIALECT, comments=False)
-            # Check the text that will run, parsed afresh: generator quirks cannot hide anything.
-            again = _parse_one(regenerated)
-            stable = again.sql(dialect=DIALECT, comments=False) == regenerated
-        except SqlglotError:
-            stable = False
-        if not stable or self._check_tree(again) != tables:
+        regenerated, texts = _render(tree)
+        tables = self._check_tree(tree, texts)  # first on the user's tree: messages in their terms
+        # Then on the text that will run, parsed afresh: no generator quirk can hide anything.
+        again = _parse_one(regenerated)
+        stable, texts = _render(again)
+        if stable != regenerated or self._check_tree(again, texts) != tables:
             raise QueryRejected("query could not be normalised")
         restricted = {t for t in tables if self.whitelist.tables[t].columns is not None}
         if restricted:
             self._check_columns(again, restricted, schema)
         return ValidatedQuery(sql=regenerated, tables=frozenset(tables))
 
-    def _check_tree(self, tree: exp.Expression) -> set[str]:
+    def _check_tree(self, tree: exp.Expression, texts: dict[int, str]) -> set[str]:
         tables: set[str] = set()
-        for node in tree.walk():
+        stack = [(tree, 0)]
+        while stack:
+            node, depth = stack.pop()
+            if depth > _MAX_DEPTH:
+                raise QueryRejected(f"query is nested too deeply (more than {_MAX_DEPTH} levels)")
+            stack.extend((child, depth + 1) for child in node.iter_expressions())
             if isinstance(node, _FORBIDDEN_NODES):
                 raise QueryRejected(f"{_statement_name(node)} is not allowed inside a query")
             if isinstance(node, exp.Table):
-                name = self._check_table(node)
-                if name is not None:
+                if not isinstance(node.this, exp.Identifier):
+                    self._check_table_function(node.this, texts)
+                elif (name := self._check_table(node)) is not None:
                     tables.add(name)
             elif isinstance(node, exp.Lateral) and not isinstance(node.this, exp.Query):
-                self._check_table_function(node.this)
-            elif isinstance(node, exp.Func):
-                name = _function_name(node)
+                self._check_table_function(node.this, texts)
+            elif isinstance(node, exp.Func) and not isinstance(node, (exp.And, exp.Or)):
+                name = _function_name(node, texts)
                 if name is not None and name not in self.functions and name not in _SYNTAX:
-                    raise QueryRejected(f"function {name} is not allowed")
-            elif isinstance(node, exp.Select) and node.args.get("into"):
-                raise QueryRejected("SELECT ... INTO is not allowed")
+                    raise QueryRejected(f"function {_show(name)} is not allowed")
+            elif isinstance(node, exp.Column) and not node.table and node.name.upper() in _VALUE_FUNCTIONS:
+                if node.name.upper() not in self.functions:
+                    raise QueryRejected(f"function {node.name.upper()} is not allowed")
         return tables
 
-    def _check_table_function(self, target: exp.Expression) -> None:
-        name = _function_name(target) if isinstance(target, exp.Func) else None
+    def _check_table_function(self, target: exp.Expression, texts: dict[int, str]) -> None:
+        name = _function_name(target, texts) if isinstance(target, exp.Func) else None
         if name not in TABLE_FUNCTIONS or name not in self.functions:
-            shown = name or target.sql(dialect=DIALECT)[:40]
+            shown = _show(name) if name else target.sql(dialect=DIALECT)[:40]
             raise QueryRejected(f"table function {shown} is not allowed")
 
     def _check_table(self, node: exp.Table) -> str | None:
-        target = node.this
-        if not isinstance(target, exp.Identifier):
-            self._check_table_function(target)
-            return None
-        name = target.name
+        name = node.this.name
         if node.args.get("catalog") is not None or (node.db and node.db.lower() != "main"):
             raise QueryRejected(f"qualified table names are not allowed: {node.sql(dialect=DIALECT)}")
         # Non-ASCII names are compared as written: Python's lower() folds e.g. the Kelvin sign to 'k'.
         lowered = name.lower() if name.isascii() else name
         if not node.db and _cte_visible(node, lowered):
             return None  # main.x always means the stored table, never a CTE
-        if any(ch in name for ch in "/\\:.~") or re.match(r"^[a-z0-9+]+://", lowered):
-            raise QueryRejected(f"file paths and URLs are not allowed as tables: {name!r}")
+        if any(ch in name for ch in "/\\:.~"):
+            raise QueryRejected(f"file paths and URLs are not allowed as tables: {_show(name, quote=True)}")
         if lowered not in self.whitelist.tables:
-            raise QueryRejected(f"table {name!r} is not in the whitelist")
+            raise QueryRejected(f"table {_show(name, quote=True)} is not in the whitelist")
         return lowered
 
     def _check_columns(self, tree: exp.Expression, restricted: set[str], schema: Schema | None) -> None:
-        names = ", ".join(sorted(restricted))
-        for node in tree.walk():
-            # Each of these reads columns the query never names: SELECT *, t.*, PIVOT's implicit
-            # GROUP BY of every other column, NATURAL JOIN's implicit equality on shared columns.
-            if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
-                raise QueryRejected(f"SELECT * is not allowed on column-restricted table(s) {names}")
-            if isinstance(node, exp.Pivot):
-                raise QueryRejected(f"PIVOT/UNPIVOT is not allowed on column-restricted table(s) {names}")
+        on = f"on column-restricted table(s) {', '.join(sorted(restricted))}"
+        for node in tree.walk():  # constructs that read columns the query never names
+            if isinstance(node, exp.Pivot):  # groups by every column not named
+                raise QueryRejected(f"PIVOT/UNPIVOT is not allowed {on}")
             if isinstance(node, exp.Join) and (node.args.get("method") or "").upper() == "NATURAL":
-                raise QueryRejected(f"NATURAL JOIN is not allowed on column-restricted table(s) {names}")
+                raise QueryRejected(f"NATURAL JOIN is not allowed {on}")  # compares every shared column
+            if isinstance(node, exp.PositionalColumn):  # SELECT #2 FROM t
+                raise QueryRejected(f"positional column {node.sql(dialect=DIALECT)} is not allowed {on}")
         if not schema:
             raise QueryRejected("column-restricted tables cannot be checked before a snapshot is loaded")
         try:
-            # Resolves every column to its source; an unresolvable name (e.g. a table alias used
-            # as a whole-row value, SELECT t FROM t) is an error here, not a silent pass.
+            # Resolves every column to its source (USING becomes ON); an unresolvable name is an
+            # error, not a pass. A table name used as a value (SELECT t FROM t) is a TableColumn.
             qualified = qualify(tree.copy(), schema=schema, dialect=DIALECT, validate_qualify_columns=True,
                                 expand_stars=False)
             scopes = traverse_scope(qualified)
@@ -189,16 +188,33 @@ class SqlGuard:
             raise QueryRejected(f"could not resolve the query's columns: {_first_line(exc)}") from None
         seen: set[int] = set()
         for scope in scopes:
+            def source_of(alias: str, scope: Scope | None = scope) -> str | None:
+                """The restricted table `alias` names here or in an enclosing scope (correlation)."""
+                while scope is not None and alias not in scope.sources:
+                    scope = scope.parent
+                source = scope.sources[alias] if scope is not None else None
+                if not isinstance(source, (exp.Table, Scope, exp.UDTF)):  # unknown: assume the worst
+                    raise QueryRejected(f"could not resolve the query's columns: source {alias!r}")
+                name = source.name.lower() if isinstance(source, exp.Table) else None
+                return name if name in restricted else None
+
             for column in scope.columns:
                 seen.add(id(column))
-                source = _resolve(scope, column.table)
-                if isinstance(source, exp.Table) and source.name.lower() in restricted:
-                    self._check_column(source.name.lower(), column.name)
-        for column in qualified.find_all(exp.Column):  # any column outside a scope: by name alone
-            if id(column) not in seen:
-                for table in restricted:
-                    if column.name.lower() in {c.lower() for c in schema.get(table, {})}:
-                        self._check_column(table, column.name)
+                if (table := source_of(column.table)) is not None:
+                    self._check_column(table, column.name)
+            for whole in scope.table_columns:  # SELECT t FROM t, to_json(t): every column at once
+                if source_of(whole.name):
+                    raise QueryRejected(f"whole-row reference {whole.name!r} to a column-restricted table")
+            for node in scope.walk():  # stars that would expand a restricted table: * and t.*
+                if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count) and not isinstance(
+                        scope.expression.parent, exp.Exists):  # EXISTS (SELECT * ...) returns a boolean
+                    owner = node.parent.table if isinstance(node.parent, exp.Column) else ""
+                    if source_of(owner) if owner else any(source_of(alias) for alias in scope.sources):
+                        raise QueryRejected(f"SELECT * is not allowed {on}")
+        for column in qualified.find_all(exp.Column):  # any column outside every scope: by name
+            for table in restricted if id(column) not in seen else ():
+                if column.name.lower() in {c.lower() for c in schema.get(table, {})}:
+                    self._check_column(table, column.name)
 
     def _check_column(self, table: str, column: str) -> None:
         if column.lower() not in (self.whitelist.tables[table].columns or []):
@@ -207,98 +223,118 @@ class SqlGuard:
 
 def _parse_one(sql: str) -> exp.Expression:
     try:
-        statements = [s for s in sqlglot.parse(sql, dialect=DIALECT) if s is not None]
+        # A comment between semicolons parses as an empty Semicolon statement: nothing to run.
+        statements = [s for s in sqlglot.parse(sql, dialect=DIALECT) if not isinstance(s, (type(None), exp.Semicolon))]
     except SqlglotError as exc:
-        raise QueryRejected(f"could not parse the query: {_first_line(exc)}") from None
+        where = (getattr(exc, "errors", None) or [{}])[0]  # name the spot, not just a column number
+        spot = (where.get("start_context", "") + where.get("highlight", ""))[-60:]
+        near = f" near {spot!r}" if where.get("highlight") else ""
+        why = where.get("description") or _first_line(exc)
+        raise QueryRejected(f"could not parse the query{near}: {why}") from None
     if not statements:
         raise QueryRejected("empty query: no statement")
     if len(statements) != 1:
         kinds = ", ".join(_statement_name(s) for s in statements)
         raise QueryRejected(f"exactly one statement is allowed, got {len(statements)}: {kinds}")
-    tree = statements[0]
-    if not isinstance(tree, exp.Query):
-        raise QueryRejected(f"only SELECT queries are allowed, not {_statement_name(tree)}")
-    return tree
+    if not isinstance(statements[0], exp.Query):
+        raise QueryRejected(f"only SELECT queries are allowed, not {_statement_name(statements[0])}")
+    return statements[0]
 
 
-def _function_name(node: exp.Func) -> str | None:
-    """The name DuckDB will call for this node, as regenerated; None for operator syntax."""
+def _render(tree: exp.Expression) -> tuple[str, dict[int, str]]:
+    """sqlglot's DuckDB SQL for `tree`, without comments, and the text it emitted for each node.
+
+    One pass: rendering each function node on its own took quadratic time (minutes for a
+    15 kB chain of ANDs).
+    """
+    generator = Dialect.get_or_raise(DIALECT).generator(comments=False)
+    texts: dict[int, str] = {}
+    emit = generator.sql
+
+    def record(expression: object, key: str | None = None, comment: bool = True) -> str:
+        text = emit(expression, key, comment)
+        if key is None and isinstance(expression, exp.Expression):
+            texts[id(expression)] = text
+        return text
+
+    generator.sql = record  # type: ignore[method-assign]  # the generator recurses through self.sql
+    return generator.generate(tree, copy=False), texts
+
+
+def _function_name(node: exp.Func, texts: dict[int, str]) -> str | None:
+    """The function DuckDB will call for this node, as regenerated; None for operator syntax."""
     if isinstance(node, exp.Anonymous):
         return node.name.upper()
-    text = node.sql(dialect=DIALECT, comments=False)
+    text = _text(node, texts)
     match = _LEAD.match(text)
     if match is None:
         return None  # starts with an operator, bracket or literal: [..], {..}, -x
-    if any(text.startswith(child.sql(dialect=DIALECT, comments=False)) for child in node.iter_expressions()):
-        return None  # infix or postfix form (a || b, x LIKE y): the leading word is an operand's
+    for child in node.iter_expressions():  # infix or postfix (a || b, x LIKE y): an operand leads
+        lead = _text(child, texts)
+        if text.startswith(lead) and not text[len(lead):].lstrip().startswith("("):
+            return None
     return match.group(1).upper()  # NAME(...) or a bare keyword such as CURRENT_DATE or CASE
+
+
+def _text(node: exp.Expression, texts: dict[int, str]) -> str:  # the few nodes rendered out of band
+    return texts.get(id(node)) or node.sql(dialect=DIALECT, comments=False)
 
 
 def _cte_visible(node: exp.Table, name: str) -> bool:
     """True when an enclosing WITH defines `name` where this reference can see it.
 
-    Resolved as DuckDB 2.0 does (checked against DuckDB in the tests): a CTE body sees the CTEs
-    listed before it, never later ones; it sees itself only from the recursive arm of a
-    WITH RECURSIVE whose body is `anchor UNION [ALL] recursive` (not BY NAME, not INTERSECT or
-    EXCEPT). Everywhere else the name means the stored table, so `WITH t AS (SELECT * FROM t)`
-    must not smuggle a non-whitelisted `t` past the check under its own name.
+    Resolved as DuckDB 2.0 does (the tests check it against DuckDB): a CTE body sees the CTEs
+    listed before it, never later ones, and itself only from the recursive arm of a WITH
+    RECURSIVE whose body is `anchor UNION [ALL] recursive` (not BY NAME, INTERSECT or EXCEPT).
+    Everywhere else the name means the stored table: `WITH t AS (SELECT * FROM t)` must not
+    smuggle a non-whitelisted `t` past the check under its own name.
     """
     child, parent = node, node.parent
     while parent is not None:
-        if isinstance(parent, exp.With):
+        if isinstance(parent, exp.With):  # from inside one CTE's body
             ctes = list(parent.expressions)
             index = next(i for i, cte in enumerate(ctes) if cte is child)
             if any(cte.alias_or_name.lower() == name for cte in ctes[:index]):
                 return True
             if parent.args.get("recursive") and child.alias_or_name.lower() == name and _in_recursive_arm(node, child):
                 return True
-        else:
-            with_ = parent.args.get("with_")
-            if isinstance(with_, exp.With) and with_ is not child:  # from the body: all of them
-                if any(cte.alias_or_name.lower() == name for cte in with_.expressions):
-                    return True
+        elif isinstance(with_ := parent.args.get("with_"), exp.With) and with_ is not child:  # from the body
+            if any(cte.alias_or_name.lower() == name for cte in with_.expressions):
+                return True
         child, parent = parent, parent.parent
     return False
 
 
-def _in_recursive_arm(node: exp.Expression, cte: exp.Expression) -> bool:
+def _in_recursive_arm(node: exp.Expression | None, cte: exp.Expression) -> bool:
     body = cte.this
+    while isinstance(body, exp.Subquery) and not body.alias:  # AS ((a UNION ALL b)): still recursive
+        body = body.this
     if type(body) is not exp.Union or any(body.args.get(k) for k in ("by_name", "side", "kind", "on")):
         return False
-    arm = body.expression
-    return any(ancestor is arm for ancestor in _ancestors(node))
-
-
-def _ancestors(node: exp.Expression):  # noqa: ANN202 - small generator
-    while node is not None:
-        yield node
+    while node is not None and node is not body.expression:
         node = node.parent
+    return node is not None
 
 
-def _resolve(scope: Scope | None, alias: str) -> object:
-    """The source a column's table alias names: this scope's, else an enclosing one (correlation)."""
-    while scope is not None:
-        if alias in scope.sources:
-            return scope.sources[alias]
-        scope = scope.parent
-    return None
+def _fingerprint(schema: Schema | None) -> object:
+    return tuple(sorted((t, tuple(sorted(c.items()))) for t, c in schema.items())) if schema else None
 
 
 def _nesting(sql: str) -> int:
-    depth = deepest = 0
-    for ch in sql:
-        if ch == "(":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch == ")":
-            depth -= 1
-    return deepest
+    return max(accumulate(1 if ch in "([{" else -1 if ch in ")]}" else 0 for ch in sql), default=0)
 
 
 def _statement_name(node: exp.Expression) -> str:
+    """What the user would call it: CHECKPOINT parses as a column, DEALLOCATE p as an alias."""
     if isinstance(node, exp.Command):
         return str(node.this).upper()
-    return node.key.upper()
+    match = _LEAD.match(node.sql(dialect=DIALECT, comments=False))
+    return match.group(1).upper() if match else node.key.upper()
+
+
+def _show(name: str, quote: bool = False) -> str:
+    """Names in messages: invisible, look-alike and full-width characters shown as escapes."""
+    return ascii(name) if not name.isascii() or not name.isprintable() else repr(name) if quote else name
 
 
 def _first_line(exc: BaseException) -> str:
