@@ -163,3 +163,32 @@ def test_json_types_survive(client, auth) -> None:  # noqa: ANN001
     assert row["span"] == "P1DT5400S"
     assert row["d"] == "2026-01-02" and row["ts"] == "2026-01-02T03:04:05.123456"
     assert row["text"] == "ünï 東京" and row["nothing"] is None
+
+
+def test_volatile_queries_are_never_cached(client, auth) -> None:  # noqa: ANN001
+    for sql in ("SELECT random() AS r FROM orders LIMIT 1", "SELECT now() AS t, id FROM orders LIMIT 1",
+                "SELECT current_date AS d FROM orders LIMIT 1"):
+        first = client.get("/query", params={"q": sql}, headers=auth)
+        second = client.get("/query", params={"q": sql}, headers=auth)
+        assert first.status_code == second.status_code == 200, first.text
+        assert first.headers["x-cache"] == second.headers["x-cache"] == "bypass"
+        assert "etag" not in first.headers and first.headers["cache-control"] == "no-store"
+    a = client.get("/query", params={"q": "SELECT random() AS r FROM orders LIMIT 1"}, headers=auth).json()
+    b = client.get("/query", params={"q": "SELECT random() AS r FROM orders LIMIT 1"}, headers=auth).json()
+    assert a["data"] != b["data"]
+
+
+def test_literal_variations_share_one_validation(client, auth) -> None:  # noqa: ANN001
+    guard = client.app.state.services.guard
+    calls = []
+    original = guard._check
+    guard._check = lambda sql, schema: calls.append(sql) or original(sql, schema)
+    for i in range(1, 21):
+        r = client.get("/query", params={"q": f"SELECT id, status FROM orders WHERE id = {i} AND status <> 'x{i}'"},
+                       headers=auth)
+        assert r.status_code == 200 and r.json()["data"][0]["id"] == i
+    assert len(calls) == 1  # the shape was checked once; the other 19 only tokenized and filled in
+    tricky = "x' UNION SELECT * FROM secrets --"
+    r = client.post("/query", json={"sql": f"SELECT id, status FROM orders WHERE id = 1 AND status <> '{tricky.replace(chr(39), chr(39) * 2)}'"},
+                    headers=auth)
+    assert r.status_code == 200 and r.json()["row_count"] == 1  # still one string literal, not a UNION

@@ -22,6 +22,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from analytics_api.errors import Forbidden, QueryRejected
+from analytics_api.query.literals import fill_literals, mark_literals
 from analytics_api.whitelist import Whitelist
 
 DIALECT = "duckdb"
@@ -46,6 +47,12 @@ _VALUE_FUNCTIONS = frozenset({
     "CURRENT_CATALOG", "CURRENT_DATE", "CURRENT_ROLE", "CURRENT_SCHEMA", "CURRENT_TIME", "CURRENT_TIMESTAMP",
     "CURRENT_USER", "LOCALTIME", "LOCALTIMESTAMP", "SESSION_USER", "USER",
 })
+# Results that differ between two runs on the same snapshot: never cached, never given an ETag.
+_VOLATILE = frozenset({
+    "NOW", "TODAY", "CURRENT_DATE", "CURRENT_TIME", "CURRENT_TIMESTAMP", "GET_CURRENT_TIME",
+    "GET_CURRENT_TIMESTAMP", "LOCALTIME", "LOCALTIMESTAMP", "TRANSACTION_TIMESTAMP", "RANDOM", "RAND",
+    "UUID", "UUIDV4", "UUIDV7", "GEN_RANDOM_UUID", "SETSEED",
+})
 # Far above real analytics SQL, below where sqlglot's recursive parser and generator hit Python's
 # recursion limit (which is also caught): a clean "nested too deeply", never a 500.
 _MAX_NESTING = 64  # brackets of any kind, counted on the raw text before parsing
@@ -56,6 +63,7 @@ _MAX_DEPTH = 1000  # levels of the parsed tree (long AND chains need no brackets
 class ValidatedQuery:
     sql: str  # regenerated from the validated tree: this is what runs
     tables: frozenset[str]
+    cacheable: bool = True  # False when it calls now(), random(), uuid(), ...
 
 
 class SqlGuard:
@@ -67,6 +75,8 @@ class SqlGuard:
         self._cache_size = cache_size
         self._lock = Lock()
         self._columns_restricted = any(rule.columns is not None for rule in whitelist.tables.values())
+        # Marked shape -> its validated template, or None when the shape cannot be templated.
+        self._templates: OrderedDict[tuple[str, object], ValidatedQuery | None] = OrderedDict()
 
     def validate(self, sql: str, schema: Schema | None = None) -> ValidatedQuery:
         """Parse and check one statement; raise QueryRejected naming what is not allowed."""
@@ -77,7 +87,7 @@ class SqlGuard:
                 self._cache.move_to_end(key)
         if hit is None:
             try:
-                hit = self._check(sql, schema)
+                hit = self._from_template(sql, schema, key[1]) or self._check(sql, schema)
             except QueryRejected as exc:
                 hit = exc
             except RecursionError:  # any deep corner of sqlglot: a clean 400, never a 500
@@ -92,6 +102,36 @@ class SqlGuard:
             raise QueryRejected(hit.message)
         return hit
 
+    def _from_template(self, sql: str, schema: Schema | None, fingerprint: object) -> ValidatedQuery | None:
+        """The same query with other literals validated before: only tokenize and fill in."""
+        self._precheck(sql)  # on the user's text: the markers change its length and content
+        marked = mark_literals(sql)
+        if marked is None:
+            return None
+        key = (marked.sql, fingerprint)
+        with self._lock:
+            known = key in self._templates
+            template = self._templates.get(key)
+        if not known:
+            try:
+                template = self._check(marked.sql, schema)
+            except (QueryRejected, RecursionError):
+                template = None  # e.g. FROM 'orders': a literal in a table's place; check in full
+            except Exception:  # noqa: BLE001 - sqlglot trips on some garbage: the full check reports it
+                template = None
+            with self._lock:
+                self._templates[key] = template
+                if len(self._templates) > self._cache_size:
+                    self._templates.popitem(last=False)
+        if template is None:
+            return None
+        filled = fill_literals(template.sql, marked)
+        if filled is None:
+            with self._lock:
+                self._templates[key] = None
+            return None
+        return ValidatedQuery(sql=filled, tables=template.tables, cacheable=template.cacheable)
+
     def authorize(self, query: ValidatedQuery, scopes: frozenset[str]) -> None:
         """Per-table scopes from the whitelist, on top of the query scope."""
         for table in sorted(query.tables):
@@ -100,6 +140,21 @@ class SqlGuard:
                 raise Forbidden(f"table {table!r} requires the {rule.scope!r} scope")
 
     def _check(self, sql: str, schema: Schema | None) -> ValidatedQuery:
+        self._precheck(sql)
+        tree = _parse_one(sql)
+        regenerated, texts = _render(tree)
+        tables, volatile = self._check_tree(tree, texts)  # first on the user's tree: messages in their terms
+        # Then on the text that will run, parsed afresh: no generator quirk can hide anything.
+        again = _parse_one(regenerated)
+        stable, texts = _render(again)
+        if stable != regenerated or self._check_tree(again, texts) != (tables, volatile):
+            raise QueryRejected("query could not be normalised")
+        restricted = {t for t in tables if self.whitelist.tables[t].columns is not None}
+        if restricted:
+            self._check_columns(again, restricted, schema)
+        return ValidatedQuery(sql=regenerated, tables=frozenset(tables), cacheable=not volatile)
+
+    def _precheck(self, sql: str) -> None:
         if not sql or not sql.strip():
             raise QueryRejected("empty query")
         if len(sql) > self.max_length:
@@ -108,21 +163,11 @@ class SqlGuard:
             raise QueryRejected("query contains a NUL character")
         if _nesting(sql) > _MAX_NESTING:
             raise QueryRejected(f"query is nested too deeply (more than {_MAX_NESTING} brackets)")
-        tree = _parse_one(sql)
-        regenerated, texts = _render(tree)
-        tables = self._check_tree(tree, texts)  # first on the user's tree: messages in their terms
-        # Then on the text that will run, parsed afresh: no generator quirk can hide anything.
-        again = _parse_one(regenerated)
-        stable, texts = _render(again)
-        if stable != regenerated or self._check_tree(again, texts) != tables:
-            raise QueryRejected("query could not be normalised")
-        restricted = {t for t in tables if self.whitelist.tables[t].columns is not None}
-        if restricted:
-            self._check_columns(again, restricted, schema)
-        return ValidatedQuery(sql=regenerated, tables=frozenset(tables))
 
-    def _check_tree(self, tree: exp.Expression, texts: dict[int, str]) -> set[str]:
+    def _check_tree(self, tree: exp.Expression, texts: dict[int, str]) -> tuple[set[str], bool]:
+        """The whitelisted tables the tree reads, and whether it calls a volatile function."""
         tables: set[str] = set()
+        volatile = False
         stack = [(tree, 0)]
         while stack:
             node, depth = stack.pop()
@@ -142,10 +187,12 @@ class SqlGuard:
                 name = _function_name(node, texts)
                 if name is not None and name not in self.functions and name not in _SYNTAX:
                     raise QueryRejected(f"function {_show(name)} is not allowed")
+                volatile = volatile or name in _VOLATILE
             elif isinstance(node, exp.Column) and not node.table and node.name.upper() in _VALUE_FUNCTIONS:
                 if node.name.upper() not in self.functions:
                     raise QueryRejected(f"function {node.name.upper()} is not allowed")
-        return tables
+                volatile = volatile or node.name.upper() in _VOLATILE
+        return tables, volatile
 
     def _check_table_function(self, target: exp.Expression, texts: dict[int, str]) -> None:
         name = _function_name(target, texts) if isinstance(target, exp.Func) else None

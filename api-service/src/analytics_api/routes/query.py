@@ -83,7 +83,7 @@ async def _named(request: Request, services: ServicesDep, principal, name: str, 
     validated = services.guard.validate(named.sql)
     services.guard.authorize(validated, principal.scopes)
     fmt = choose_format(fmt_raw, request.headers.get("accept"))
-    return await answer_query(request, services, principal, named.sql, values, fmt, validated_sql=validated.sql)
+    return await answer_query(request, services, principal, named.sql, values, fmt, validated=validated)
 
 
 @router.get("/queries/{name}", summary="Run a named query; parameters in the query string")
