@@ -898,3 +898,32 @@ def test_table_functions_cannot_be_enabled_from_the_whitelist(shipped_whitelist:
         with pytest.raises(QueryRejected, match=f"table function {name} is not allowed"):
             guard.validate(sql)
     assert guard.validate("SELECT * FROM range(3)").tables == frozenset()
+
+
+def test_warm_literal_templates_never_let_a_hostile_query_through(shipped_whitelist: Whitelist) -> None:
+    """Every legitimate shape validated first, so hostile queries meet a warm template cache."""
+    warm = SqlGuard(shipped_whitelist)
+    for sql, _ in LEGIT:
+        warm.validate(sql)
+    for sql in ("SELECT * FROM 'orders'", "SELECT * FROM orders WHERE note = 'a'", "SELECT 1 AS x FROM orders"):
+        try:
+            warm.validate(sql)
+        except QueryRejected:
+            pass
+    for sql, named in HOSTILE:
+        with pytest.raises(QueryRejected) as info:
+            warm.validate(sql)
+        assert named.lower() in info.value.message.lower(), (sql, info.value.message)
+    # a literal in a table's place is never templated: same shape, other literal, still refused
+    for path in ("/etc/passwd", "data.csv", "s3://bucket/x.parquet", "https://example.com/x.csv"):
+        with pytest.raises(QueryRejected):
+            warm.validate(f"SELECT * FROM '{path}'")
+
+
+def test_template_fill_keeps_each_literal_a_literal(guard: SqlGuard, hardened: duckdb.DuckDBPyConnection) -> None:
+    guard.validate("SELECT count(*) AS n FROM orders WHERE status = 'paid' AND id > 0")
+    for status in ("paid' OR '1'='1", "x'; DROP TABLE orders; --", "a'' UNION SELECT 1 --", "東京 '' ü"):
+        literal = "'" + status.replace("'", "''") + "'"
+        validated = guard.validate(f"SELECT count(*) AS n FROM orders WHERE status = {literal} AND id > 0")
+        assert validated.sql.count(literal) == 1
+        assert hardened.execute(validated.sql).fetchone() == (0,)
