@@ -30,7 +30,8 @@ class ApiSettings(StorageSettings):
     rate_limit_window_seconds: int = Field(60, ge=1)
     rate_limit_ip_requests: int = Field(0, ge=0)  # 0: 4 x RATE_LIMIT_REQUESTS
     rate_limit_storage_url: str = "memory://"
-    rate_limit_strategy: Literal["fixed-window", "moving-window", "sliding-window-counter"] = "moving-window"
+    # O(1) per hit in memory and Redis; moving-window keeps one timestamp per request (O(limit)).
+    rate_limit_strategy: Literal["fixed-window", "moving-window", "sliding-window-counter"] = "sliding-window-counter"
 
     cors_origins: str = ""
     query_whitelist_path: Path = DEFAULT_WHITELIST

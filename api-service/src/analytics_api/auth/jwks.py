@@ -60,12 +60,14 @@ class JwksCache:
         self._fetched_at = float("-inf")
         self._lock = threading.Lock()
         self.fetch_count = 0
+        self.generation = 0  # bumped whenever the key set changes: verified-token caches drop out
+
+    def is_fresh(self) -> bool:
+        return time.monotonic() - self._fetched_at <= self.max_age
 
     def cached_key(self, kid: str) -> object | None:
         """The key when it is cached and the set is fresh; None means: call get_key (blocking)."""
-        if time.monotonic() - self._fetched_at > self.max_age:
-            return None
-        return self._keys.get(kid)
+        return self._keys.get(kid) if self.is_fresh() else None
 
     def get_key(self, kid: str) -> object:
         """The key for kid, refetching the JWKS (at most once per cooldown) when unknown.
@@ -93,5 +95,7 @@ class JwksCache:
             log.error("jwks.fetch_failed", url=self.url, error=str(exc))
             return
         self._fetched_at = time.monotonic()
+        if keys.keys() != self._keys.keys():
+            self.generation += 1
         self._keys = keys
         log.info("jwks.fetched", url=self.url, kids=sorted(keys))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import anyio.to_thread
@@ -11,6 +13,7 @@ from analytics_api.auth.jwks import JwksCache
 from analytics_api.errors import Unauthorized
 
 ALGORITHMS = ["RS256"]
+TOKEN_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,25 @@ class TokenVerifier:
         self.audience = audience
         self.issuer = issuer
         self.leeway = leeway
+        # A frontend sends the same token for an hour: verify its signature once, not per request.
+        # Entries die with the token's exp and with any change of the key set (revocation).
+        self._verified: OrderedDict[str, tuple[Principal, float, int]] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
+        hit = self._verified.get(token)
+        if hit is not None:
+            principal, expires, generation = hit
+            if (time.time() < expires + self.leeway and generation == self.jwks.generation
+                    and self.jwks.is_fresh()):  # a stale key set is refetched on the slow path
+                return principal
+            del self._verified[token]
+        principal = await self._verify_uncached(token)
+        self._verified[token] = (principal, float(principal.claims["exp"]), self.jwks.generation)
+        if len(self._verified) > TOKEN_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify_uncached(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
