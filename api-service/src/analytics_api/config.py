@@ -6,8 +6,9 @@ refuses to start, with one line naming the variable.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 import tempfile
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -43,7 +44,7 @@ class ApiSettings(StorageSettings):
     snapshot_poll_seconds: float = Field(10.0, gt=0)
     snapshot_cache_dir: Path = Path(tempfile.gettempdir()) / "analytics-snapshots"
     duckdb_memory_limit: str = "1GB"
-    duckdb_threads: int = Field(2, ge=1)
+    duckdb_threads: int = Field(0, ge=0)  # 0: the host's cores shared out among WEB_CONCURRENCY workers
 
     port: int = Field(8000, ge=1, le=65535)
     web_concurrency: int = Field(2, ge=1)
@@ -68,6 +69,13 @@ class ApiSettings(StorageSettings):
         if not self.rate_limit_storage_url.startswith(("memory://", "redis://", "rediss://", "redis+sentinel://")):
             raise ValueError("RATE_LIMIT_STORAGE_URL must be memory:// or redis://")
         return self
+
+    @property
+    def engine_threads(self) -> int:
+        """DuckDB threads per worker: workers x threads ~ cores, so busy workers do not fight."""
+        if self.duckdb_threads:
+            return self.duckdb_threads
+        return max(1, (os.cpu_count() or 1) // self.web_concurrency)
 
     @property
     def cors_origin_list(self) -> list[str]:

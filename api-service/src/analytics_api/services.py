@@ -54,7 +54,7 @@ def build_services(settings: ApiSettings) -> Services:
                              leeway=settings.jwt_leeway_seconds)
     snapshots = SnapshotManager(store, cache_dir=settings.snapshot_cache_dir, tables=sorted(whitelist.tables),
                                 poll_seconds=settings.snapshot_poll_seconds,
-                                memory_limit=settings.duckdb_memory_limit, threads=settings.duckdb_threads)
+                                memory_limit=settings.duckdb_memory_limit, threads=settings.engine_threads)
     return Services(settings=settings, whitelist=whitelist, guard=guard, verifier=verifier,
                     limiter=RateLimiter(settings), snapshots=snapshots,
                     cache=ResultCache(settings.result_cache_mb * 1024 * 1024), watchdog=Watchdog())
