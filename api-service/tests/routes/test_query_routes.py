@@ -192,3 +192,11 @@ def test_literal_variations_share_one_validation(client, auth) -> None:  # noqa:
     r = client.post("/query", json={"sql": f"SELECT id, status FROM orders WHERE id = 1 AND status <> '{tricky.replace(chr(39), chr(39) * 2)}'"},
                     headers=auth)
     assert r.status_code == 200 and r.json()["row_count"] == 1  # still one string literal, not a UNION
+
+
+def test_temporal_values_are_iso_8601(client, auth) -> None:  # noqa: ANN001
+    q = ("SELECT TIMESTAMP '2026-01-02 03:04:05' AS whole, TIMESTAMPTZ '2026-01-02 03:04:05.5+02' AS instant, "
+         "TIME '01:02:03.25' AS t, NULL::TIMESTAMP AS missing FROM orders LIMIT 1")
+    row = client.get("/query", params={"q": q}, headers=auth).json()["data"][0]
+    assert row == {"whole": "2026-01-02T03:04:05", "instant": "2026-01-02T01:04:05.500000Z",
+                   "t": "01:02:03.250000", "missing": None}

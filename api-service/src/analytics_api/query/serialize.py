@@ -62,11 +62,31 @@ def _json_column(column: pa.ChunkedArray) -> list:
     if pa.types.is_decimal(kind):
         # Via text: Arrow's direct decimal->double cast is not correctly rounded (894.56 -> 894.5600000000001).
         return pc.cast(pc.cast(column, pa.string()), pa.float64()).to_pylist()
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_time(kind):
+        # One vectorized cast instead of a Python datetime per value (~2 us each): the
+        # difference between 2 and 20 ms for a 5,000-row page with two timestamp columns.
+        return _iso_text(column).to_pylist()
     if kind == pa.month_day_nano_interval():
         return [None if v is None else _iso_duration(v) for v in column.to_pylist()]
     if pa.types.is_dictionary(kind):
         column = column.cast(kind.value_type)
     return column.to_pylist()
+
+
+def _iso_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """ISO 8601 text: 2026-01-02, 03:04:05.5, 2026-01-02T03:04:05.123456, ...Z for UTC instants."""
+    kind = column.type
+    utc = pa.types.is_timestamp(kind) and kind.tz is not None
+    if utc:
+        column = pc.cast(column, pa.timestamp(kind.unit))  # the UTC wall time of each instant
+    text = pc.cast(column, pa.string())
+    if pa.types.is_timestamp(kind):
+        text = pc.replace_substring(text, " ", "T", max_replacements=1)
+    if not pa.types.is_date(kind):
+        text = pc.replace_substring_regex(text, r"\.0+$", "")  # whole seconds: no fraction
+    if utc:
+        text = pc.binary_join_element_wise(text, pa.scalar("Z"), "")
+    return text
 
 
 def _iso_duration(value: object) -> str:
