@@ -6,12 +6,13 @@ Contenders, all on the same published snapshot file and (for HTTP) the same auth
 - seed: bench/seed_api.py, the seed plan's design (per-request duckdb.connect, fetchdf, to_dict),
         served the same way (gunicorn + uvicorn_worker.UvicornWorker, 2 workers);
 - raw:  in-process DuckDB, one read-only connection, a cursor per thread, 2 threads, no HTTP
-        (execute + fetch the result as an Arrow table): the limit.
+        (execute + fetch the result as Arrow, the API's own fetch path): the limit.
 - api-params (extra): this API with the literal moved into a bind parameter (POST {"sql", "params"}).
 
 Workloads (a fresh random literal per request, so execution figures never come from a cache):
-point lookup by primary key, a 5,000-row result, a heavy aggregate (join + date_trunc GROUP BY), and
-one identical heavy aggregate repeated (served from the API's result cache; raw re-executes it).
+point lookup by primary key, a 5,000-row result, a heavy aggregate (GROUP BY date_trunc over every
+transaction; --heavy join: over transactions ⋈ orders), and one identical heavy aggregate repeated
+(served from the API's result cache; raw DuckDB re-executes it).
 
 One load generator for every HTTP contender: N processes, one keep-alive http.client connection each,
 fixed duration after a warm-up; client and servers share the machine's cores. Worker RSS is sampled
@@ -293,7 +294,8 @@ def etl_snapshot(rows: int, data_dir: Path) -> Path:
                                        etl_state_dir=str(home / "state"), cursor_lag_seconds=60))
         print(f"# ETL sync: {result['status']} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
         src.unlink()
-    manifest, _ = read_manifest(open_store(f"file://{store_dir}"))
+    if read_manifest(open_store(f"file://{store_dir}"))[0] is None:
+        raise SystemExit(f"{store_dir}: no snapshot published")
     return store_dir
 
 
@@ -307,7 +309,7 @@ def big_snapshot(template_store: Path, gb: float, data_dir: Path) -> Path:
 
     tmpl, _ = read_manifest(open_store(f"file://{template_store}"))
     copies = max(2, math.ceil(gb * 1e9 / tmpl.size_bytes))
-    home = data_dir / f"big-{template_store.parent.name}-x{copies}"
+    home = data_dir / f"big-{tmpl.version.replace(':', '')}-x{copies}"
     store_dir = home / "store"
     if (store_dir / "current" / "manifest.json").exists():
         return store_dir
@@ -618,7 +620,7 @@ def run_snapshot(label: str, store: Path, args, pool, work: Path) -> dict:
                       f"{result['rounds_rps']} {result.get('statuses', '')} {result.get('cache', '')}",
                       file=sys.stderr)
         final = {name: s.rss() for name, s in servers.items()}
-        raw_parts = [p for c in cells if c["contender"] == "raw" for p in [c]]
+        raw_parts = [c for c in cells if c["contender"] == "raw"]
         raw_rss = {"peak_mb": max(c["rss_peak_max_mb"] for c in raw_parts) if raw_parts else None}
         return {"label": label, "rows": info["total_rows"], "orders": counts["orders"],
                 "transactions": counts["transactions"], "snapshot_bytes": manifest.size_bytes,
@@ -756,11 +758,11 @@ def main() -> None:
         pool.terminate()
         pool.join()
         shutil.rmtree(work, ignore_errors=True)
-    started = datetime.now(UTC)
-    report = {"date": started.isoformat(), "command": " ".join([Path(sys.executable).name, *sys.argv]), "git": git,
+    finished = datetime.now(UTC)
+    report = {"date": finished.isoformat(), "command": " ".join([Path(sys.executable).name, *sys.argv]), "git": git,
               "cpus": os.cpu_count(), "args": {k: str(v) for k, v in vars(args).items()},
               "runs": [{**r, "targets": ratios(r)} for r in runs]}
-    out = args.out or RESULTS / f"api-{started:%Y%m%d-%H%M%S}.json"
+    out = args.out or RESULTS / f"api-{finished:%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     if git["api_service_uncommitted"]:
