@@ -36,3 +36,22 @@ def test_memory_limit_breach_is_a_clean_error(make_client, auth) -> None:  # noq
     assert r.status_code in (400, 413), r.text
     assert r.json()["success"] is False
     assert client.get("/query", params={"q": "SELECT 1 AS one FROM orders LIMIT 1"}, headers=auth).status_code == 200
+
+
+def test_small_and_large_results_format_temporal_values_identically() -> None:
+    import duckdb
+    import pyarrow as pa
+
+    from analytics_api.query import serialize
+
+    con = duckdb.connect()
+    table = con.sql(
+        "SELECT * FROM (VALUES (TIMESTAMP '2026-01-02 03:04:05', TIMESTAMPTZ '2026-01-02 03:04:05.5+02', "
+        "DATE '0999-12-31', TIME '01:02:03.25', TIMESTAMP '1970-01-01 00:00:00.000001'), "
+        "(TIMESTAMP '2026-01-02 03:04:05.123456', TIMESTAMPTZ '2026-06-30 23:59:59+00', DATE '2026-02-28', "
+        "TIME '23:59:59', NULL)) v(ts, tstz, d, t, tiny)").to_arrow_table()
+    small = [serialize._json_column(c) for c in table.columns]
+    large = [serialize._iso_text(c).to_pylist() for c in table.columns]
+    assert small == large
+    assert small[1] == ["2026-01-02T01:04:05.500000Z", "2026-06-30T23:59:59Z"]
+    assert isinstance(table.column(0).type, pa.TimestampType)

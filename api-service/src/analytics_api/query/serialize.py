@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Literal
 
@@ -63,6 +64,11 @@ def _json_column(column: pa.ChunkedArray) -> list:
         # Via text: Arrow's direct decimal->double cast is not correctly rounded (894.56 -> 894.5600000000001).
         return pc.cast(pc.cast(column, pa.string()), pa.float64()).to_pylist()
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_time(kind):
+        if len(column) <= SMALL_RESULT and getattr(kind, "unit", "us") == "us":
+            try:  # a few values: per-value formatting beats starting three Arrow kernels
+                return [None if v is None else _iso_value(v) for v in column.to_pylist()]
+            except (ValueError, OverflowError, pa.ArrowException):
+                pass  # out of Python's range: the Arrow path below formats anything
         # One vectorized cast instead of a Python datetime per value (~2 us each): the
         # difference between 2 and 20 ms for a 5,000-row page with two timestamp columns.
         return _iso_text(column).to_pylist()
@@ -71,6 +77,16 @@ def _json_column(column: pa.ChunkedArray) -> list:
     if pa.types.is_dictionary(kind):
         column = column.cast(kind.value_type)
     return column.to_pylist()
+
+
+SMALL_RESULT = 64
+
+
+def _iso_value(value: date | time | datetime) -> str:
+    """The same text _iso_text produces, for one Python value (microsecond precision)."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+    return value.isoformat()
 
 
 def _iso_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
