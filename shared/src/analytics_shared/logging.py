@@ -36,7 +36,9 @@ def configure_logging(level: str = "INFO", *, service: str) -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # One write() per line: with several Gunicorn workers on one stderr, print() (message,
+        # then newline) lets lines of different workers interleave into invalid JSON.
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(sys.stderr)
