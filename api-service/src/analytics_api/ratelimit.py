@@ -84,6 +84,3 @@ class RateLimiter:
             headers["Retry-After"] = str(max(1, math.ceil(stats.reset_time - time.time())))
             raise RateLimited(f"{message}: {item.amount} requests per {item.multiples} s", headers)
         return quota
-
-    def reset(self) -> None:
-        self._slowapi.reset()
