@@ -27,8 +27,8 @@ import sqlalchemy as sa
 from analytics_etl import pipeline, scheduler
 from analytics_etl.demo_source import mutate_demo_source
 from analytics_etl.errors import SyncAborted
-from analytics_etl.pipeline import BASE_VERSION, run_sync
-from analytics_etl.working import WorkingDatabase
+from analytics_etl.local_snapshot import LocalSnapshot
+from analytics_etl.pipeline import run_sync
 from analytics_shared.errors import (ManifestError, PreconditionFailed, SourceError, StorageError,
                                      TransientSourceError)
 from analytics_shared.manifest import HISTORY_PREFIX, MANIFEST_KEY, Manifest, read_manifest
@@ -236,7 +236,7 @@ def test_killed_between_upload_and_manifest_is_invisible_and_retention_is_safe(
     orphan = [o.key for o in store.list(HISTORY_PREFIX) if o.key != before.database_key]
     assert len(orphan) == 1
 
-    # The killed run left the working DB (WAL and all) behind; the next run must cope.
+    # The killed run left its half-published build (WAL and all) behind; the next run must cope.
     touch_order(source_path, 2)
     assert run_sync(settings, store=store)["status"] == "published"
     recovered, _ = verify_published(store, tmp_path)
@@ -280,18 +280,10 @@ def test_two_instances_publishing_at_once_loser_fails_then_recovers(make_setting
     assert winner.previous_version == first.version
     assert_snapshot_matches()
 
-    # A's working DB is based on the version it started from; it must restore B's.
-    working = WorkingDatabase(settings_a.etl_state_dir / "working.duckdb")
-    try:
-        assert working.get_state(BASE_VERSION) == first.version != winner.version
-    finally:
-        working.close()
+    # A's local snapshot is still the version it started from; it must restore B's.
+    assert LocalSnapshot(settings_a.etl_state_dir).read_state().version == first.version != winner.version
     assert run_sync(settings_a, store=store)["status"] == "unchanged"
-    working = WorkingDatabase(settings_a.etl_state_dir / "working.duckdb")
-    try:
-        assert working.get_state(BASE_VERSION) == winner.version
-    finally:
-        working.close()
+    assert LocalSnapshot(settings_a.etl_state_dir).read_state().version == winner.version
     verify_published(store, tmp_path)
 
     mutate_demo_source(source_path, fraction=0.05, seed=42)

@@ -112,7 +112,7 @@ def test_vanished_table_goes_stale_while_others_publish(make_settings, store, tm
 def test_missing_local_state_restores_from_published_snapshot(make_settings, store, tmp_path, source_path, assert_snapshot_matches):
     settings = make_settings()
     run_sync(settings)
-    (settings.etl_state_dir / "working.duckdb").unlink()
+    (settings.etl_state_dir / "snapshot.duckdb").unlink()
     mutate_demo_source(source_path, fraction=0.02, seed=5)
     result = run_sync(settings)
     assert result["status"] == "published"
@@ -122,10 +122,10 @@ def test_missing_local_state_restores_from_published_snapshot(make_settings, sto
 def test_corrupt_local_state_is_moved_aside_and_restored(make_settings, store, tmp_path, source_path, assert_snapshot_matches):
     settings = make_settings()
     run_sync(settings)
-    (settings.etl_state_dir / "working.duckdb").write_bytes(b"this is not a duckdb file" * 100)
+    (settings.etl_state_dir / "snapshot.duckdb").write_bytes(b"this is not a duckdb file" * 100)
     mutate_demo_source(source_path, fraction=0.02, seed=6)
     assert run_sync(settings)["status"] == "published"
-    assert list(settings.etl_state_dir.glob("working.corrupt-*"))
+    assert list(settings.etl_state_dir.glob("snapshot.corrupt-*"))
     assert_snapshot_matches()
 
 
@@ -173,3 +173,63 @@ def test_switching_detection_mode_is_published_once_then_incremental(make_settin
     assert {t.change_detection for t in manifest.tables.values()} == {"timestamp"}
     assert all(t.watermark for t in manifest.tables.values())
     assert run_sync(settings)["status"] == "unchanged"  # and from now on incremental, not reloads
+
+
+def _published_file(store, tmp_path, name: str):  # noqa: ANN001, ANN202
+    manifest, _ = read_manifest(store)
+    local = tmp_path / f"{name}-{manifest.version}.db"
+    store.download_file(manifest.database_key, local)
+    return manifest, local
+
+
+def test_many_incremental_runs_build_on_copies_and_still_equal_the_source(
+        make_settings, store, tmp_path, source_path, assert_snapshot_matches):
+    views = tmp_path / "views.sql"
+    views.write_text("CREATE VIEW v_orders AS SELECT count(*) AS n FROM orders;")
+    settings = make_settings(views_path=views)
+    run_sync(settings)
+    for seed in range(8):
+        mutate_demo_source(source_path, fraction=0.03, seed=100 + seed)
+        assert run_sync(settings)["status"] == "published"
+        assert_snapshot_matches()
+    manifest, local = _published_file(store, tmp_path, "lineage")
+    assert not local.with_name(local.name + ".wal").exists()
+    with duckdb.connect(str(local), read_only=True) as con:
+        # Only what is published: the synced tables and the views, no ETL state of any kind.
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        views_ = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        assert tables == set(DEMO_TABLES) and views_ == {"v_orders"}
+        assert con.execute("SELECT n FROM v_orders").fetchone()[0] == manifest.tables["orders"].rows
+
+
+def test_snapshot_that_grew_past_the_threshold_is_rewritten_compactly(
+        make_settings, store, tmp_path, source_path, monkeypatch, assert_snapshot_matches):
+    from analytics_etl import pipeline
+    from analytics_etl.local_snapshot import LocalSnapshot
+
+    settings = make_settings()
+    run_sync(settings)
+    first = LocalSnapshot(settings.etl_state_dir).read_state()
+    assert first.compact_size == first.size, "a first load is the compact reference"
+    mutate_demo_source(source_path, fraction=0.05, seed=61)
+    run_sync(settings)
+    copied = LocalSnapshot(settings.etl_state_dir).read_state()
+    assert copied.compact_size == first.compact_size, "an ordinary run publishes the grown copy"
+
+    monkeypatch.setattr(pipeline, "COMPACT_GROWTH", 0.5)  # any size is now past the threshold
+    mutate_demo_source(source_path, fraction=0.05, seed=62)
+    assert run_sync(settings)["status"] == "published"
+    compacted = LocalSnapshot(settings.etl_state_dir).read_state()
+    manifest, _ = read_manifest(store)
+    assert compacted.compact_size == compacted.size == manifest.size_bytes
+    assert_snapshot_matches()
+
+
+def test_table_removed_from_config_leaves_the_snapshot(make_settings, store, tmp_path, source_path):
+    run_sync(make_settings())
+    mutate_demo_source(source_path, fraction=0.05, seed=63)
+    run_sync(make_settings(tables_to_sync="inventory,products,orders,transactions"))
+    _, local = _published_file(store, tmp_path, "removed")
+    with duckdb.connect(str(local), read_only=True) as con:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert tables == {"inventory", "products", "orders", "transactions"}

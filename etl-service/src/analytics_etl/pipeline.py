@@ -1,19 +1,17 @@
-"""One sync: read the manifest, bring the working database up to date table by
-table, write a fresh snapshot and publish it.
+"""One sync: read the manifest, copy the snapshot it names, apply this run's changes
+to the copy table by table, and publish the copy.
 
-Watermarks are read from the published manifest, never from local state: the
-working database may be ahead of what was published (a failed publish) but
-re-applying changes is idempotent, so no watermark ever passes unpublished data.
+Watermarks are read from the published manifest, and every run starts from a copy
+of exactly the snapshot that manifest names: a run that fails to publish leaves
+nothing behind to reconcile, the next one re-reads the same changes.
 """
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import duckdb
 import sqlalchemy as sa
@@ -27,55 +25,36 @@ from analytics_etl.extract import (BatchBuilder, select_primary_keys, select_row
                                    stream_full_table)
 from analytics_etl.publish import apply_retention, publish_manifest, write_run_record
 from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables
+from analytics_etl.local_snapshot import LocalSnapshot, SnapshotState
 from analytics_etl.working import WorkingDatabase
 from analytics_shared.errors import AnalyticsError
 from analytics_shared.logging import get_logger
-from analytics_shared.snapshot_files import download_verified, sha256_file
+from analytics_shared.snapshot_files import sha256_file
 from analytics_shared.manifest import Column, Manifest, TableEntry, new_version, read_manifest
 from analytics_shared.storage import ObjectStore, open_store
 
 log = get_logger(__name__)
-BASE_VERSION = "base_version"
-# Set before a run touches the working tables, cleared once they are published (or found
-# unchanged): a run after a failed publish sees it and publishes what the other applied.
-UNPUBLISHED = "unpublished"
+# A snapshot that grew this much past its size after the last full rewrite (deleted and
+# updated rows leave dead space in a copied file) is rewritten compactly instead.
+COMPACT_GROWTH = 1.5
 
 
-def open_working(settings: EtlSettings, store: ObjectStore, manifest: Manifest | None) -> WorkingDatabase:
-    """Open the working database, rebuilding it from the published snapshot when it is
-    missing, corrupt or based on a version other than the one published now."""
-    settings.etl_state_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.etl_state_dir / "working.duckdb"
-    working: WorkingDatabase | None = None
-    if path.exists():
-        try:
-            working = WorkingDatabase(path)
-            base = working.get_state(BASE_VERSION)
-        except duckdb.Error as exc:
-            log.warning("state.corrupt", path=str(path), error=str(exc))
-            if working:
-                working.close()
-            path.rename(path.with_suffix(f".corrupt-{int(time.time())}"))
-            working, base = None, None
-        expected = manifest.version if manifest else None
-        if working and base == expected:
-            return working
-        if working:
-            log.info("state.stale", base_version=base, published_version=expected)
-            working.close()
-            path.unlink()
-    Path(str(path) + ".wal").unlink(missing_ok=True)
-    if manifest is not None:
-        tmp = path.with_suffix(".download")
-        download_verified(store, manifest, tmp)
-        tmp.rename(path)
-        working = WorkingDatabase(path)
-        for view in working.conn.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall():
-            working.conn.execute(f'DROP VIEW "{view[0]}"')
-        working.set_state(BASE_VERSION, manifest.version)
-        log.info("state.restored", version=manifest.version)
-        return working
-    return WorkingDatabase(path)
+def open_build(local: LocalSnapshot, store: ObjectStore,
+               manifest: Manifest | None) -> tuple[WorkingDatabase, SnapshotState | None]:
+    """This run's database: a copy of the published snapshot. A local file that DuckDB cannot
+    open is moved aside and restored from the store once."""
+    build, base = local.begin_build(store, manifest)
+    try:
+        working = WorkingDatabase(build)
+    except duckdb.Error as exc:
+        if base is None:
+            raise
+        log.warning("state.corrupt", path=str(local.path), error=str(exc))
+        local.set_aside()
+        build, base = local.begin_build(store, manifest)
+        working = WorkingDatabase(build)
+    working.drop_views()
+    return working, base
 
 
 def _since(entry: TableEntry, lag: int) -> datetime:
@@ -203,14 +182,14 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
     record = SyncResult(run_id=run_id, started_at=datetime.now(UTC).isoformat(), status="running",
                         tables={}, errors={})
     working = None
+    local = LocalSnapshot(settings.etl_state_dir)
     try:
         manifest, etag = read_manifest(store)
-        working = open_working(settings, store, manifest)
+        working, base = open_build(local, store, manifest)
         specs, missing = reflect_tables(engine, settings.table_names, requested=settings.change_detection,
                                         cursor_column=settings.cursor_column)
         tables: dict[str, TableEntry] = {}
-        any_change = working.get_state(UNPUBLISHED) == "1"
-        working.set_state(UNPUBLISHED, "1")
+        any_change = False
         with engine.connect() as conn:
             for qualified in settings.table_names:
                 if stop is not None and stop.is_set():
@@ -241,11 +220,12 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
         if not tables:
             raise AnalyticsError("no table could be synced: " + "; ".join(record["errors"].values()))
         if not any_change and manifest is not None:
-            working.set_state(UNPUBLISHED, "0")
             record["status"] = "unchanged"
             log.info("sync.unchanged")
             return record
-        record["manifest"] = _publish(settings, store, working, manifest, etag, tables, engine).model_dump(mode="json")
+        record["manifest"] = _publish(settings, store, local, base, working, manifest, etag, tables,
+                                      engine).model_dump(mode="json")
+        working = None  # _publish closed it
         record["status"] = "published" if not record["errors"] else "published_with_stale_tables"
         return record
     except AnalyticsError as exc:
@@ -257,7 +237,8 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
     finally:
         record["seconds"] = round(time.perf_counter() - started, 3)
         if working is not None:
-            working.close()
+            working.abandon()
+        local.discard_builds()
         if own_engine:
             engine.dispose()
         if record["status"] != "unchanged":
@@ -272,23 +253,35 @@ def _record_run(store: ObjectStore, run_id: str, record: dict) -> None:
         log.warning("run_record.failed", error=exc.message)
 
 
-def _publish(settings: EtlSettings, store: ObjectStore, working: WorkingDatabase, manifest: Manifest | None,
-             etag: str | None, tables: dict[str, TableEntry], engine: sa.Engine) -> Manifest:
-    version, key = new_version()
-    out_dir = settings.etl_state_dir / "outbox"
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
-    snapshot = out_dir / key.split("/")[-1]
+def _publish(settings: EtlSettings, store: ObjectStore, local: LocalSnapshot, base: SnapshotState | None,
+             working: WorkingDatabase, manifest: Manifest | None, etag: str | None,
+             tables: dict[str, TableEntry], engine: sa.Engine) -> Manifest:
     views = settings.views_path.read_text() if settings.views_path else None
-    working.export_snapshot(snapshot, list(tables), views)
+    working.keep_only(list(tables))
+    working.create_views(views)
+    working.checkpoint()
+    snapshot = working.path
+    size = snapshot.stat().st_size
+    if base is not None and size > COMPACT_GROWTH * base.compact_size:
+        compact = snapshot.with_name("compact-" + snapshot.name)
+        working.export_snapshot(compact, list(tables), views)
+        working.abandon()
+        log.info("snapshot.compacted", size_bytes=size, compact_size_bytes=compact.stat().st_size,
+                 last_compact_size_bytes=base.compact_size)
+        snapshot.unlink()
+        snapshot, size = compact, compact.stat().st_size
+        compact_size = size
+    else:
+        working.close()
+        # A first load is as compact as a rewrite (measured): it becomes the reference.
+        compact_size = base.compact_size if base is not None else size
+    version, key = new_version()
     new = Manifest(format_version=1, version=version, previous_version=manifest.version if manifest else None,
                    created_at=datetime.now(UTC), database_key=key, sha256=sha256_file(snapshot),
-                   size_bytes=snapshot.stat().st_size, duckdb_version=duckdb.__version__,
+                   size_bytes=size, duckdb_version=duckdb.__version__,
                    source=describe_source(engine), tables=tables)
     publish_manifest(store, snapshot, new, etag)
-    working.set_state(BASE_VERSION, new.version)
-    working.set_state(UNPUBLISHED, "0")
-    snapshot.unlink()
+    local.adopt(snapshot, new, compact_size)
     # Re-read the manifest: if another instance published since, its snapshot is protected too.
     latest, _ = read_manifest(store)
     apply_retention(store, settings.history_keep, new.database_key,

@@ -1,5 +1,6 @@
-"""The local working DuckDB database (ETL_STATE_DIR): changes are applied here,
-then a fresh compact snapshot is written from it.
+"""The DuckDB database a run builds its snapshot in: a copy of the last published
+snapshot (local_snapshot.py) that this run's changes are applied to. It holds
+exactly what is published, the synced tables and the views, and no ETL state.
 
 Every table change happens inside one DuckDB transaction, so a failed extract
 (dropped connection, vanished table) rolls back and the table keeps its last
@@ -18,7 +19,6 @@ import pyarrow as pa
 from analytics_shared.logging import get_logger
 
 log = get_logger(__name__)
-STATE_TABLE = "_etl_state"
 
 
 def quote(name: str) -> str:
@@ -35,28 +35,46 @@ class WorkingDatabase:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = duckdb.connect(str(path), config={"autoinstall_known_extensions": False,
                                                        "autoload_known_extensions": False})
-        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR)")
+
+    def checkpoint(self) -> None:
+        self.conn.execute("CHECKPOINT")
 
     def close(self) -> None:
+        """Checkpoint and close: the file is then complete on its own, with no WAL beside it."""
+        self.checkpoint()
         self.conn.close()
 
-    def get_state(self, key: str) -> str | None:
-        row = self.conn.execute(f"SELECT value FROM {STATE_TABLE} WHERE key = ?", [key]).fetchone()
-        return row[0] if row else None
+    def abandon(self) -> None:
+        self.conn.close()
 
-    def set_state(self, key: str, value: str) -> None:
-        self.conn.execute(f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?)", [key, value])
+    def drop_views(self) -> None:
+        # Views are recreated from VIEWS_PATH at publish; dropping them first lets tables be
+        # replaced (schema drift, full reloads) whatever the views reference.
+        for (name,) in self.conn.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal "
+                                         "AND database_name = current_database()").fetchall():
+            self.conn.execute(f"DROP VIEW {quote(name)}")
+
+    def keep_only(self, tables: Sequence[str]) -> None:
+        """Drop tables that are not published any more (e.g. removed from TABLES_TO_SYNC)."""
+        for name in set(self.tables()) - set(tables):
+            log.info("table.dropped", table=name)
+            self.conn.execute(f"DROP TABLE {quote(name)}")
+
+    def create_views(self, views_sql: str | None) -> None:
+        if views_sql:
+            self.conn.execute(views_sql)
 
     def table_columns(self, table: str) -> list[tuple[str, str]] | None:
         rows = self.conn.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position", [table]).fetchall()
+            "WHERE table_catalog = current_database() AND table_schema = 'main' AND table_name = ? "
+            "ORDER BY ordinal_position", [table]).fetchall()
         return [(r[0], r[1]) for r in rows] or None
 
     def tables(self) -> list[str]:
-        rows = self.conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema='main' "
-                                 "AND table_type='BASE TABLE'").fetchall()
-        return [r[0] for r in rows if r[0] != STATE_TABLE]
+        rows = self.conn.execute("SELECT table_name FROM information_schema.tables WHERE table_catalog = "
+                                 "current_database() AND table_schema='main' AND table_type='BASE TABLE'").fetchall()
+        return [r[0] for r in rows]
 
     def row_count(self, table: str) -> int:
         return self.conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
@@ -153,7 +171,8 @@ class WorkingDatabase:
         return f"{row[0]}:{row[1]}"
 
     def export_snapshot(self, path: Path, tables: Sequence[str], views_sql: str | None) -> None:
-        """Write a fresh, compact DuckDB file holding just these tables (and views)."""
+        """Write a fresh, compact DuckDB file holding just these tables (and views): a copy
+        grows with every run's deletes and updates, this rewrite sheds the dead space."""
         path.unlink(missing_ok=True)
         literal = str(path).replace("'", "''")
         self.conn.execute(f"ATTACH '{literal}' AS snap")
