@@ -18,7 +18,9 @@ from analytics_api.services import Services
 from analytics_api.whitelist import Whitelist
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, which
+    # costs a thread hop (~0.1-0.3 ms of CPU) on every request for a dict lookup.
     return request.app.state.services
 
 
