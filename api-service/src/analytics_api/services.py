@@ -12,6 +12,7 @@ from analytics_api.config import ApiSettings
 from analytics_api.errors import QueryRejected
 from analytics_api.query.cache import ResultCache
 from analytics_api.query.guard import SqlGuard
+from analytics_api.query.small_results import ShapeHints
 from analytics_api.query.watchdog import Watchdog
 from analytics_api.ratelimit import RateLimiter
 from analytics_api.snapshots.manager import SnapshotManager
@@ -30,6 +31,7 @@ class Services:
     snapshots: SnapshotManager
     cache: ResultCache
     watchdog: Watchdog
+    hints: ShapeHints
     query_slots: anyio.CapacityLimiter | None = None
 
     @property
@@ -57,4 +59,5 @@ def build_services(settings: ApiSettings) -> Services:
                                 memory_limit=settings.duckdb_memory_limit, threads=settings.engine_threads)
     return Services(settings=settings, whitelist=whitelist, guard=guard, verifier=verifier,
                     limiter=RateLimiter(settings), snapshots=snapshots,
-                    cache=ResultCache(settings.result_cache_mb * 1024 * 1024), watchdog=Watchdog())
+                    cache=ResultCache(settings.result_cache_mb * 1024 * 1024), watchdog=Watchdog(),
+                    hints=ShapeHints())

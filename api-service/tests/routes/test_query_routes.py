@@ -200,3 +200,55 @@ def test_temporal_values_are_iso_8601(client, auth) -> None:  # noqa: ANN001
     row = client.get("/query", params={"q": q}, headers=auth).json()["data"][0]
     assert row == {"whole": "2026-01-02T03:04:05", "instant": "2026-01-02T01:04:05.500000Z",
                    "t": "01:02:03.250000", "missing": None}
+
+
+def _inline(result: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("analytics_api_inline_queries_total", {"result": result}) or 0.0
+
+
+def test_point_lookups_run_inline_after_the_first_and_answer_the_same(client, auth) -> None:  # noqa: ANN001
+    sql = "SELECT * FROM orders WHERE id = 7"
+    served = _inline("served")
+    first = client.get("/query", params={"q": sql}, headers=auth)  # unknown shape: thread + Arrow
+    assert _inline("served") == served
+    # Another literal, and max_rows so that the result cache does not answer the repeat.
+    other = client.get("/query", params={"q": "SELECT * FROM orders WHERE id = 8"}, headers=auth)
+    again = client.get("/query", params={"q": sql, "max_rows": "5"}, headers=auth)
+    assert _inline("served") == served + 2
+    assert first.status_code == other.status_code == again.status_code == 200
+    assert again.json()["data"] == first.json()["data"] and again.json()["columns"] == first.json()["columns"]
+    assert other.json()["data"][0]["id"] == 8
+
+
+def test_an_inline_shape_that_turns_slow_or_large_is_rerun_in_a_thread(client, auth) -> None:  # noqa: ANN001
+    services = client.app.state.services
+    slow = "SELECT count(*) AS n FROM transactions a, transactions b WHERE (a.amount * b.amount)::VARCHAR LIKE '%{}%'"
+    large = "SELECT id FROM orders WHERE id <= {} ORDER BY id"
+    for template in (slow, large):
+        shape = services.guard.validate(template.format(1)).shape
+        services.hints.record(shape, rows=1, types=["BIGINT"], elapsed_ms=0.1)  # as if it had been a lookup
+    rerun = _inline("rerun")
+    r = client.get("/query", params={"q": slow.format(77)}, headers=auth)  # ~0.3 s: past the 20 ms leash
+    assert r.status_code == 200, r.text
+    assert r.json()["data"][0]["n"] > 0
+    r = client.get("/query", params={"q": large.format(200)}, headers=auth)  # 200 rows: not small
+    assert r.status_code == 200, r.text
+    assert [d["id"] for d in r.json()["data"]] == list(range(1, 201))
+    assert _inline("rerun") == rerun + 2
+    assert not services.hints.expects_small(services.guard.validate(slow.format(1)).shape)
+    assert services.watchdog.pending() == 0
+
+
+def test_get_query_parameters_are_checked_and_documented(client, auth) -> None:  # noqa: ANN001
+    cases = [({}, "q: the SQL query is required"), ({"q": "SELECT 1 AS x FROM orders", "max_rows": "0"}, "max_rows"),
+             ({"q": "SELECT 1 AS x FROM orders", "max_rows": "ten"}, "max_rows"),
+             ({"q": "SELECT 1" + " " * 20_000}, "longer than 20000"),
+             ({"q": "SELECT 1 AS x FROM orders", "format": "xml"}, "format must be one of")]
+    for params, message in cases:
+        r = client.get("/query", params=params, headers=auth)
+        assert r.status_code == 400, (params, r.text)
+        assert r.json()["error"]["code"] == "bad_request" and message in r.json()["error"]["message"]
+    documented = client.get("/openapi.json").json()["paths"]["/query"]["get"]["parameters"]
+    assert [p["name"] for p in documented] == ["q", "params", "format", "max_rows"]

@@ -1,4 +1,11 @@
-"""The query path after auth: validate → authorize → ETag/cache → execute → render."""
+"""The query path after auth: validate → authorize → ETag/cache → execute → render.
+
+Execution normally runs in a worker thread so a slow query never blocks the event loop.
+A shape that returned a few plain rows quickly last time (a point lookup) runs on the
+loop instead, on a short leash: the thread hop and the Arrow round trip cost more than
+such a query itself. If the leash runs out, or the answer is not small after all, it is
+run again the general way; so the loop is never held longer than the leash.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +14,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from analytics_api.auth.tokens import Principal
-from analytics_api.metrics import QUERY_ROWS, RESULT_CACHE
+from analytics_api.metrics import INLINE_QUERIES, QUERY_ROWS, RESULT_CACHE
 from analytics_api.query.cache import CachedResult, result_key
-from analytics_api.query.executor import execute_query
+from analytics_api.query.executor import QueryResult, SmallResult, execute_query, execute_small
 from analytics_api.query.guard import ValidatedQuery
-from analytics_api.query.serialize import MEDIA_TYPES, Format, render_binary, render_json
+from analytics_api.query.serialize import MEDIA_TYPES, Format, render_binary, render_json, rows_as_dicts
 from analytics_api.services import Services
 from analytics_api.snapshots.database import Snapshot
 
 Params = list | dict | None
+INLINE_LEASH_SECONDS = 0.02
 
 
 async def answer_query(request: Request, services: Services, principal: Principal, sql: str,
@@ -44,8 +52,12 @@ async def answer_query(request: Request, services: Services, principal: Principa
         else:  # now(), random(), uuid(): a fresh answer every time, never a stored one
             headers = {"Cache-Control": "no-store", "X-Snapshot-Version": snap.version}
             request.state.cache = "bypass"
-        entry = await anyio.to_thread.run_sync(
-            _run_and_render, services, snap, validated.sql, params, fmt, limit, limiter=services.query_slots)
+        entry = None
+        if fmt == "json" and services.hints.expects_small(validated.shape):
+            entry = _run_small(services, snap, validated, params, limit)
+        if entry is None:
+            entry = await anyio.to_thread.run_sync(
+                _run_and_render, services, snap, validated, params, fmt, limit, limiter=services.query_slots)
     if validated.cacheable:
         services.cache.put(key, entry)
     request.state.rows = int(entry.headers["X-Row-Count"])
@@ -53,19 +65,40 @@ async def answer_query(request: Request, services: Services, principal: Principa
                     headers={**headers, **entry.headers, "X-Cache": request.state.cache})
 
 
-def _run_and_render(services: Services, snap: Snapshot, sql: str, params: Params, fmt: Format,
+def _run_small(services: Services, snap: Snapshot, validated: ValidatedQuery, params: Params,
+               limit: int) -> CachedResult | None:
+    """On the event loop, bounded by INLINE_LEASH_SECONDS; None: run it the general way."""
+    leash = min(INLINE_LEASH_SECONDS, services.settings.query_timeout_seconds)
+    result = execute_small(snap, validated.sql, params, max_rows=limit, leash=leash, watchdog=services.watchdog)
+    if result is None:
+        INLINE_QUERIES.labels("rerun").inc()
+        services.hints.forget(validated.shape)
+        return None
+    INLINE_QUERIES.labels("served").inc()
+    services.hints.record(validated.shape, rows=len(result.data), types=result.types, elapsed_ms=result.elapsed_ms)
+    return _entry(snap, result, result.data, "json")
+
+
+def _run_and_render(services: Services, snap: Snapshot, validated: ValidatedQuery, params: Params, fmt: Format,
                     limit: int) -> CachedResult:
     """Blocking (worker thread): execution and serialization both stay off the event loop."""
-    result = execute_query(snap, sql, params, max_rows=limit, timeout=services.settings.query_timeout_seconds,
-                           watchdog=services.watchdog)
-    QUERY_ROWS.observe(result.table.num_rows)
-    headers = {"X-Row-Count": str(result.table.num_rows), "X-Truncated": str(result.truncated).lower(),
+    result = execute_query(snap, validated.sql, params, max_rows=limit,
+                           timeout=services.settings.query_timeout_seconds, watchdog=services.watchdog)
+    services.hints.record(validated.shape, rows=result.table.num_rows, types=[c["type"] for c in result.columns],
+                          elapsed_ms=result.elapsed_ms)
+    return _entry(snap, result, rows_as_dicts(result.table) if fmt == "json" else None, fmt)
+
+
+def _entry(snap: Snapshot, result: QueryResult | SmallResult, data: list[dict] | None, fmt: Format) -> CachedResult:
+    rows = len(data) if data is not None else result.table.num_rows  # type: ignore[union-attr]
+    QUERY_ROWS.observe(rows)
+    headers = {"X-Row-Count": str(rows), "X-Truncated": str(result.truncated).lower(),
                "X-Execution-Time-Ms": f"{result.elapsed_ms:.3f}"}
-    if fmt == "json":
-        body = render_json(result.table, columns=result.columns, truncated=result.truncated, elapsed_ms=result.elapsed_ms,
+    if data is not None:
+        body = render_json(data, columns=result.columns, truncated=result.truncated, elapsed_ms=result.elapsed_ms,
                            version=snap.version)
     else:
-        body = render_binary(result.table, fmt)
+        body = render_binary(result.table, fmt)  # type: ignore[union-attr]
     return CachedResult(body=body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 

@@ -1,4 +1,9 @@
-"""Run one validated query on a snapshot: own cursor, deadline, row cap, Arrow out."""
+"""Run one validated query on a snapshot: own cursor, deadline, row cap.
+
+Two ways out: Arrow batches (any size, any type; in a worker thread), and for query shapes
+known to return a few plain rows, Python tuples fetched on a short leash (see
+small_results.py and answer.py).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import duckdb
 import pyarrow as pa
 
 from analytics_api.errors import QueryRejected, QueryTimeout, ResultTooLarge
+from analytics_api.query.small_results import rows_to_dicts
+from analytics_api.query.serialize import SMALL_RESULT
 from analytics_api.query.watchdog import Watchdog
 from analytics_api.snapshots.database import Snapshot
 
@@ -19,6 +26,15 @@ BATCH_ROWS = 8192
 class QueryResult:
     table: pa.Table
     columns: list[dict[str, str]]  # DuckDB's names and types, as users wrote them in SQL
+    truncated: bool
+    elapsed_ms: float
+
+
+@dataclass(frozen=True)
+class SmallResult:
+    data: list[dict]  # JSON-ready rows
+    columns: list[dict[str, str]]
+    types: list[str]
     truncated: bool
     elapsed_ms: float
 
@@ -47,12 +63,8 @@ def execute_query(snapshot: Snapshot, sql: str, params: list | dict | None, *, m
             count += batch.num_rows
         table = pa.Table.from_batches(batches, schema=reader.schema)
         del relation, reader
-    except duckdb.InterruptException:
-        error = QueryTimeout(f"query exceeded the {timeout:g} s time limit and was stopped")
-    except duckdb.OutOfMemoryException:
-        error = ResultTooLarge("query needs more memory than this API allows; aggregate or filter more")
-    except _USER_ERRORS as exc:
-        error = QueryRejected(f"query failed: {_first_line(exc)}")
+    except duckdb.Error as exc:
+        error = _api_error(exc, timeout)
     finally:
         watchdog.disarm(ticket)
         cursor.close()
@@ -66,6 +78,55 @@ def execute_query(snapshot: Snapshot, sql: str, params: list | dict | None, *, m
             error = None
     return QueryResult(table=table, columns=columns, truncated=truncated,
                        elapsed_ms=(time.perf_counter() - started) * 1000)
+
+
+def execute_small(snapshot: Snapshot, sql: str, params: list | dict | None, *, max_rows: int,
+                  leash: float, watchdog: Watchdog) -> SmallResult | None:
+    """Fetch up to SMALL_RESULT rows as tuples, interrupted after `leash` seconds.
+
+    None when the answer is not small and plain after all, or the leash ran out: the caller
+    then runs the query the general way (its own thread, the full time limit). Errors that
+    are the query's own (bad SQL, wrong parameter) are raised as they are on that path.
+    """
+    started = time.perf_counter()
+    cursor = snapshot.conn.cursor()
+    ticket = watchdog.arm(leash, cursor.interrupt)
+    error: Exception | None = None
+    small: SmallResult | None = None
+    try:
+        cursor.execute(sql, params or None)
+        names = [d[0] for d in cursor.description]
+        types = [str(d[1]) for d in cursor.description]
+        rows = cursor.fetchmany(SMALL_RESULT + 1)
+        data = rows_to_dicts(names, types, rows) if len(rows) <= SMALL_RESULT else None
+        if data is not None:
+            truncated = len(data) > max_rows
+            small = SmallResult(data=data[:max_rows], columns=[{"name": n, "type": t} for n, t in zip(names, types)],
+                                types=types, truncated=truncated, elapsed_ms=(time.perf_counter() - started) * 1000)
+    except duckdb.InterruptException:
+        small = None
+    except duckdb.Error as exc:
+        error = _api_error(exc, leash)
+    finally:
+        watchdog.disarm(ticket)
+        cursor.close()
+        del cursor
+    if error is not None:
+        try:
+            raise error
+        finally:
+            error = None
+    return small
+
+
+def _api_error(exc: duckdb.Error, timeout: float) -> Exception:
+    if isinstance(exc, duckdb.InterruptException):
+        return QueryTimeout(f"query exceeded the {timeout:g} s time limit and was stopped")
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return ResultTooLarge("query needs more memory than this API allows; aggregate or filter more")
+    if isinstance(exc, _USER_ERRORS):
+        return QueryRejected(f"query failed: {_first_line(exc)}")
+    return exc
 
 
 _USER_ERRORS = (duckdb.InvalidInputException, duckdb.BinderException, duckdb.ParserException,

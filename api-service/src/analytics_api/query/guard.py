@@ -64,6 +64,12 @@ class ValidatedQuery:
     sql: str  # regenerated from the validated tree: this is what runs
     tables: frozenset[str]
     cacheable: bool = True  # False when it calls now(), random(), uuid(), ...
+    template: str | None = None  # the literal template it was filled from, if any
+
+    @property
+    def shape(self) -> str:
+        """Same for every query that differs only in literal values (or bound parameters)."""
+        return self.template or self.sql
 
 
 class SqlGuard:
@@ -130,7 +136,7 @@ class SqlGuard:
             with self._lock:
                 self._templates[key] = None
             return None
-        return ValidatedQuery(sql=filled, tables=template.tables, cacheable=template.cacheable)
+        return ValidatedQuery(sql=filled, tables=template.tables, cacheable=template.cacheable, template=template.sql)
 
     def authorize(self, query: ValidatedQuery, scopes: frozenset[str]) -> None:
         """Per-table scopes from the whitelist, on top of the query scope."""

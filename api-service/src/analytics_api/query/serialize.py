@@ -115,28 +115,34 @@ def _iso_duration(value: object) -> str:
     return text
 
 
+def unique_names(names: list[str]) -> list[str]:
+    """Duplicate column names (SELECT a.id, b.id): keep every value, suffix the repeats."""
+    if len(set(names)) == len(names):
+        return names
+    seen: dict[str, int] = {}
+    unique = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        unique.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    return unique
+
+
 def rows_as_dicts(table: pa.Table) -> list[dict]:
     names = table.column_names
     if not names:
         return [{} for _ in range(table.num_rows)]
     columns = [_json_column(c) for c in table.columns]
-    if len(set(names)) != len(names):  # duplicate names: keep every value, suffix the repeats
-        seen: dict[str, int] = {}
-        unique = []
-        for n in names:
-            seen[n] = seen.get(n, 0) + 1
-            unique.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
-        names = unique
-    return [dict(zip(names, row)) for row in zip(*columns)]
+    keys = unique_names(names)
+    return [dict(zip(keys, row)) for row in zip(*columns)]
 
 
-def render_json(table: pa.Table, *, columns: list[dict[str, str]], truncated: bool, elapsed_ms: float,
+def render_json(data: list[dict], *, columns: list[dict[str, str]], truncated: bool, elapsed_ms: float,
                 version: str) -> bytes:
     body = {
         "success": True,
-        "data": rows_as_dicts(table),
+        "data": data,
         "columns": columns,
-        "row_count": table.num_rows,
+        "row_count": len(data),
         "execution_time_ms": round(elapsed_ms, 3),
         "snapshot_version": version,
         "truncated": truncated,
