@@ -228,7 +228,7 @@ def native_source_url(url: sa.engine.URL) -> str | None:
 
 
 def stream_full_table(conn: sa.Connection, spec: TableSpec, builder: BatchBuilder,
-                      batch_size: int) -> Iterator[pa.RecordBatch]:
+                      batch_size: int) -> Iterator[pa.RecordBatch] | pa.RecordBatchReader:
     """Every row of the table: natively through connectorx where possible, else via the driver."""
     native = native_source_url(conn.engine.url) if conn.dialect.name in _NATIVE_READERS else None
     if native is not None:
@@ -240,5 +240,8 @@ def stream_full_table(conn: sa.Connection, spec: TableSpec, builder: BatchBuilde
         except Exception as exc:  # noqa: BLE001 - an unsupported type: the driver path reads anything
             log.info("extract.native_unavailable", table=spec.target, reason=str(exc).splitlines()[0][:200])
         else:
-            return prefetch(iter(reader))
+            # Handed over whole: DuckDB pulls the batches through the Arrow C stream itself.
+            # A Python loop over it would serialise reading and loading (connectorx keeps
+            # the GIL while it fetches the next batch); this way they overlap.
+            return reader
     return stream_batches(conn, select_rows(spec), builder, batch_size)

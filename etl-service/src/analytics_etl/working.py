@@ -86,7 +86,8 @@ class WorkingDatabase:
         cols = ", ".join(f"{quote(n)} {t}" for n, t in columns)
         self.conn.execute(f"CREATE OR REPLACE TABLE {quote(table)} ({cols})")
 
-    def _insert(self, table: str, columns: Sequence[tuple[str, str]], batch: pa.RecordBatch) -> None:
+    def _insert(self, table: str, columns: Sequence[tuple[str, str]],
+                batch: pa.RecordBatch | pa.RecordBatchReader) -> None:
         self.conn.register("_batch", batch)
         try:
             self.conn.execute(f"INSERT INTO {quote(table)} SELECT {_casts(columns)} FROM _batch")
@@ -98,13 +99,16 @@ class WorkingDatabase:
         self.conn.unregister("_batch")
 
     def replace_table(self, table: str, columns: Sequence[tuple[str, str]],
-                      batches: Iterable[pa.RecordBatch]) -> int:
+                      batches: Iterable[pa.RecordBatch] | pa.RecordBatchReader) -> int:
         """Reload a whole table in one transaction; on failure the old table stays."""
         self.conn.begin()
         try:
             self._create(table, columns)
-            for batch in batches:
-                self._insert(table, columns, batch)
+            if isinstance(batches, pa.RecordBatchReader):
+                self._insert(table, columns, batches)  # one statement over the whole stream
+            else:
+                for batch in batches:
+                    self._insert(table, columns, batch)
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
