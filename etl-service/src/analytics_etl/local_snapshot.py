@@ -120,17 +120,17 @@ class LocalSnapshot:
         log.info("state.restored", version=manifest.version)
         return state
 
-    def adopt(self, built: Path, manifest: Manifest, compact_size: int) -> SnapshotState:
-        """Make the file just published the base of the next run."""
-        if built.stat().st_nlink > 1:
-            # The store holds this inode as an immutable history object: keep our own copy.
-            tmp = self.dir / "snapshot.adopting"
-            tmp.unlink(missing_ok=True)
-            shutil.copyfile(built, tmp)
-            os.replace(tmp, self.path)
-            built.unlink()
-        else:
-            os.replace(built, self.path)
+    def keep_copy(self, built: Path) -> Path:
+        """Our own copy of a build about to be published (made while it is hashed): the
+        build itself may become a history object (a hard link) that must never change."""
+        kept = self.outbox / "kept.duckdb"
+        kept.unlink(missing_ok=True)
+        shutil.copyfile(built, kept)
+        return kept
+
+    def adopt(self, kept: Path, manifest: Manifest, compact_size: int) -> SnapshotState:
+        """Make the copy of the file just published the base of the next run."""
+        os.replace(kept, self.path)
         return self._adopt_file(manifest, compact_size)
 
     def _adopt_file(self, manifest: Manifest, compact_size: int) -> SnapshotState:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -275,13 +276,17 @@ def _publish(settings: EtlSettings, store: ObjectStore, local: LocalSnapshot, ba
         working.close()
         # A first load is as compact as a rewrite (measured): it becomes the reference.
         compact_size = base.compact_size if base is not None else size
+    with ThreadPoolExecutor(1) as pool:  # both release the GIL: two cores, one pass of time
+        kept = pool.submit(local.keep_copy, snapshot)
+        digest = sha256_file(snapshot)
+        kept = kept.result()
     version, key = new_version()
     new = Manifest(format_version=1, version=version, previous_version=manifest.version if manifest else None,
-                   created_at=datetime.now(UTC), database_key=key, sha256=sha256_file(snapshot),
+                   created_at=datetime.now(UTC), database_key=key, sha256=digest,
                    size_bytes=size, duckdb_version=duckdb.__version__,
                    source=describe_source(engine), tables=tables)
     publish_manifest(store, snapshot, new, etag)
-    local.adopt(snapshot, new, compact_size)
+    local.adopt(kept, new, compact_size)
     # Re-read the manifest: if another instance published since, its snapshot is protected too.
     latest, _ = read_manifest(store)
     apply_retention(store, settings.history_keep, new.database_key,

@@ -66,9 +66,10 @@ class WorkingDatabase:
 
     def table_columns(self, table: str) -> list[tuple[str, str]] | None:
         rows = self.conn.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_catalog = current_database() AND table_schema = 'main' AND table_name = ? "
-            "ORDER BY ordinal_position", [table]).fetchall()
+            # duckdb_columns(): the same type strings as information_schema, a tenth of the time.
+            "SELECT column_name, data_type FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ? "
+            "ORDER BY column_index", [table]).fetchall()
         return [(r[0], r[1]) for r in rows] or None
 
     def tables(self) -> list[str]:
@@ -132,18 +133,23 @@ class WorkingDatabase:
                 self._insert("_stage", columns, batch)
             self.conn.execute(f"CREATE OR REPLACE TEMP TABLE _del ({', '.join(f'{quote(k)} {t}' for k, t in columns if k in key)})")
             key_columns = [(n, t) for n, t in columns if n in key]
+            n_del = 0
             for batch in deleted_keys:
                 self._insert("_del", key_columns, batch)
+                n_del += batch.num_rows
             top = self.conn.execute(f"SELECT max({quote(cursor)}) FROM _stage").fetchone()[0] if cursor else None
             self.conn.execute(
                 f"CREATE OR REPLACE TEMP TABLE _changed AS "
                 f"SELECT * FROM _stage EXCEPT SELECT t.* FROM {quote(table)} t SEMI JOIN _stage USING ({keys})")
             changed = self.conn.execute("SELECT count(*) FROM _changed").fetchone()[0]
-            deleted = self.conn.execute(
-                f"DELETE FROM {quote(table)} WHERE ({keys}) IN (SELECT ({keys}) FROM _del) "
-                f"AND ({keys}) NOT IN (SELECT ({keys}) FROM _stage)").fetchone()[0]
-            self.conn.execute(f"DELETE FROM {quote(table)} WHERE ({keys}) IN (SELECT ({keys}) FROM _changed)")
-            self.conn.execute(f"INSERT INTO {quote(table)} SELECT * FROM _changed")
+            deleted = 0
+            if n_del:  # each statement below scans the whole table: skip the ones with nothing to do
+                deleted = self.conn.execute(
+                    f"DELETE FROM {quote(table)} WHERE ({keys}) IN (SELECT ({keys}) FROM _del) "
+                    f"AND ({keys}) NOT IN (SELECT ({keys}) FROM _stage)").fetchone()[0]
+            if changed:
+                self.conn.execute(f"DELETE FROM {quote(table)} WHERE ({keys}) IN (SELECT ({keys}) FROM _changed)")
+                self.conn.execute(f"INSERT INTO {quote(table)} SELECT * FROM _changed")
             for tmp in ("_stage", "_del", "_changed"):
                 self.conn.execute(f"DROP TABLE {tmp}")
             self.conn.commit()
