@@ -13,6 +13,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import sqlalchemy as sa
@@ -24,11 +25,11 @@ from analytics_etl.errors import SyncAborted, classify_source_error
 from analytics_etl.extract import (BatchBuilder, select_primary_keys, select_rows,
                                    select_since_rowversion, select_since_timestamp, stream_batches,
                                    stream_full_table)
+from analytics_etl.local_snapshot import LocalSnapshot, SnapshotState
 from analytics_etl.publish import apply_retention, publish_manifest, write_run_record
 from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables
-from analytics_etl.local_snapshot import LocalSnapshot, SnapshotState
 from analytics_etl.working import WorkingDatabase
-from analytics_shared.errors import AnalyticsError
+from analytics_shared.errors import AnalyticsError, IntegrityError
 from analytics_shared.logging import get_logger
 from analytics_shared.snapshot_files import sha256_file
 from analytics_shared.manifest import Column, Manifest, TableEntry, new_version, read_manifest
@@ -238,7 +239,7 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
     finally:
         record["seconds"] = round(time.perf_counter() - started, 3)
         if working is not None:
-            working.abandon()
+            working.close()
         local.discard_builds()
         if own_engine:
             engine.dispose()
@@ -266,7 +267,7 @@ def _publish(settings: EtlSettings, store: ObjectStore, local: LocalSnapshot, ba
     if base is not None and size > COMPACT_GROWTH * base.compact_size:
         compact = snapshot.with_name("compact-" + snapshot.name)
         working.export_snapshot(compact, list(tables), views)
-        working.abandon()
+        working.close()
         log.info("snapshot.compacted", size_bytes=size, compact_size_bytes=compact.stat().st_size,
                  last_compact_size_bytes=base.compact_size)
         snapshot.unlink()
@@ -274,6 +275,8 @@ def _publish(settings: EtlSettings, store: ObjectStore, local: LocalSnapshot, ba
         compact_size = size
     else:
         working.close()
+        if Path(f"{snapshot}.wal").exists():  # readers open it read-only: a WAL would be ignored
+            raise IntegrityError(f"{snapshot} still has a WAL after its checkpoint")
         # A first load is as compact as a rewrite (measured): it becomes the reference.
         compact_size = base.compact_size if base is not None else size
     with ThreadPoolExecutor(1) as pool:  # both release the GIL: two cores, one pass of time

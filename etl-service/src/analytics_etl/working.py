@@ -37,14 +37,10 @@ class WorkingDatabase:
                                                        "autoload_known_extensions": False})
 
     def checkpoint(self) -> None:
+        """After this the file is complete on its own: no WAL is left beside it."""
         self.conn.execute("CHECKPOINT")
 
     def close(self) -> None:
-        """Checkpoint and close: the file is then complete on its own, with no WAL beside it."""
-        self.checkpoint()
-        self.conn.close()
-
-    def abandon(self) -> None:
         self.conn.close()
 
     def drop_views(self) -> None:
