@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -22,11 +22,11 @@ import structlog
 from analytics_etl import change_tracking as ct
 from analytics_etl.config import EtlSettings
 from analytics_etl.errors import SyncAborted, classify_source_error
-from analytics_etl.extract import (BatchBuilder, select_primary_keys, select_rows,
-                                   select_since_rowversion, select_since_timestamp, stream_batches,
+from analytics_etl.extract import (BatchBuilder, select_primary_keys, select_rows, stream_batches,
                                    stream_full_table)
 from analytics_etl.local_snapshot import LocalSnapshot, SnapshotState
 from analytics_etl.publish import apply_retention, publish_manifest, write_run_record
+from analytics_etl.readahead import ReadAhead, select_changes, start_read_ahead
 from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables
 from analytics_etl.working import WorkingDatabase
 from analytics_shared.errors import AnalyticsError, IntegrityError
@@ -59,12 +59,8 @@ def open_build(local: LocalSnapshot, store: ObjectStore,
     return working, base
 
 
-def _since(entry: TableEntry, lag: int) -> datetime:
-    return datetime.fromisoformat(str(entry.watermark)) - timedelta(seconds=lag)
-
-
 def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, working: WorkingDatabase,
-               settings: EtlSettings) -> tuple[TableEntry, bool]:
+               settings: EtlSettings, ahead: ReadAhead | None = None) -> tuple[TableEntry, bool]:
     """Apply one table's changes; returns its new manifest entry and whether data changed."""
     columns = [(c.name, c.duckdb_type) for c in spec.columns]
     dialect = conn.dialect.name
@@ -83,6 +79,8 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
     if spec.detection == "change_tracking":
         return _sync_change_tracking(spec, prev, conn, working, settings, columns, builder, incremental, now)
     if not incremental:
+        if ahead is not None:
+            ahead.discard(spec.target)
         before = working.fingerprint(spec.target) if current is not None else None
         working.replace_table(spec.target, columns, stream_full_table(conn, spec, builder, settings.batch_size))
         changed = int(before != working.fingerprint(spec.target))
@@ -95,13 +93,11 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
             changed = max(changed, 1)
         runs_since, reconciled_at = 0, now
     else:
-        if spec.detection == "timestamp":
-            stmt = select_since_timestamp(spec, _since(prev, settings.cursor_lag_seconds))
+        if ahead is not None and spec.target in ahead:
+            changes = ahead.batches(spec.target)
         else:
-            stmt = select_since_rowversion(spec, int(prev.watermark).to_bytes(8, "big"))
-        n, _, top = working.merge_changes(spec.target, columns, spec.primary_key,
-                                          stream_batches(conn, stmt, builder, settings.batch_size),
-                                          cursor=spec.cursor)
+            changes = stream_batches(conn, select_changes(spec, prev, settings), builder, settings.batch_size)
+        n, _, top = working.merge_changes(spec.target, columns, spec.primary_key, changes, cursor=spec.cursor)
         changed += n
         if top is not None:
             watermark = max(watermark, _encode_watermark(top), key=_watermark_key)
@@ -183,13 +179,15 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
     engine = engine or create_source_engine(settings.source_url)
     record = SyncResult(run_id=run_id, started_at=datetime.now(UTC).isoformat(), status="running",
                         tables={}, errors={})
-    working = None
+    working = ahead = None
     local = LocalSnapshot(settings.etl_state_dir)
     try:
         manifest, etag = read_manifest(store)
-        working, base = open_build(local, store, manifest)
         specs, missing = reflect_tables(engine, settings.table_names, requested=settings.change_detection,
                                         cursor_column=settings.cursor_column)
+        # stream_batches is looked up here, at run time, so a test can stand in for the source.
+        ahead = start_read_ahead(engine, specs, manifest, settings, stream_batches)
+        working, base = open_build(local, store, manifest)
         tables: dict[str, TableEntry] = {}
         any_change = False
         with engine.connect() as conn:
@@ -202,7 +200,7 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
                 try:
                     if target in missing:
                         raise AnalyticsError(missing[target])
-                    entry, changed = sync_table(specs[target], prev, conn, working, settings)
+                    entry, changed = sync_table(specs[target], prev, conn, working, settings, ahead)
                     any_change |= changed or prev is None or prev.status != "ok"
                 except Exception as exc:  # one table's failure must not block the others
                     error = exc if isinstance(exc, AnalyticsError) else classify_source_error(exc)
@@ -216,6 +214,8 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
                         any_change |= prev.status != "stale" or prev.last_error != error.message
                     else:
                         continue
+                finally:
+                    ahead.discard(target)  # whatever happened, the reader moves on to the next table
                 tables[target] = entry
                 record["tables"][target] = {"rows": entry.rows, "status": entry.status,
                                             "seconds": round(time.perf_counter() - t0, 3)}
@@ -238,6 +238,8 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
         raise
     finally:
         record["seconds"] = round(time.perf_counter() - started, 3)
+        if ahead is not None:
+            ahead.close()
         if working is not None:
             working.close()
         local.discard_builds()
