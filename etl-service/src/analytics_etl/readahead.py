@@ -35,7 +35,7 @@ Stream = Callable[[sa.Connection, sa.Executable, BatchBuilder, int], Iterator[pa
 _DONE = object()
 
 
-def plan_changes(spec: TableSpec, prev: TableEntry | None) -> bool:
+def should_read_ahead(spec: TableSpec, prev: TableEntry | None) -> bool:
     """Whether the table is read incrementally by cursor, judged from the manifest alone."""
     return (prev is not None and prev.watermark is not None and prev.change_detection == spec.detection
             and spec.detection in ("timestamp", "rowversion")
@@ -59,7 +59,7 @@ def start_read_ahead(engine: sa.Engine, specs: dict[str, TableSpec], manifest: M
         prev = manifest.tables.get(target) if manifest else None
         if spec is None:
             continue
-        if plan_changes(spec, prev):
+        if should_read_ahead(spec, prev):
             builder = BatchBuilder.for_columns([(c.name, c.duckdb_type) for c in spec.columns], engine.dialect.name)
             plans[target] = (select_changes(spec, prev, settings), builder)
     return ReadAhead(engine, plans, stream, settings.batch_size)
