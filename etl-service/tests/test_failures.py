@@ -73,13 +73,7 @@ def touch_order(source_path: Path, order_id: int = 1) -> None:
                      order_id])
 
 
-
-
 # --------------------------------------------------------------------------- 1. S3 faults
-
-
-
-
 
 
 def _inject_once(monkeypatch: pytest.MonkeyPatch, store: S3Store, where: str) -> list[str]:
@@ -87,11 +81,11 @@ def _inject_once(monkeypatch: pytest.MonkeyPatch, store: S3Store, where: str) ->
     fired: list[str] = []
     real_upload, real_put = store.upload_file, store.put
 
-    def upload_file(key: str, path: Path):  # noqa: ANN202
+    def upload_file(key: str, path: Path, **kwargs: object):  # noqa: ANN202
         if where == "upload" and not fired:
             fired.append(key)
             raise StorageError(f"S3 upload {key} failed: injected connection reset")
-        info = real_upload(key, path)
+        info = real_upload(key, path, **kwargs)
         if where == "upload_ack_lost" and not fired:
             # The object reached S3 but the client never saw the answer.
             fired.append(key)

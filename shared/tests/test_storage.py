@@ -103,6 +103,40 @@ def test_local_upload_existing_key_fails(tmp_path: Path) -> None:
     assert store.get("history/f.db").data == b"first"
 
 
+def test_local_upload_may_link_a_finished_file_and_stays_write_once(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    src = tmp_path / "built.db"
+    src.write_bytes(b"x" * 1000)
+    info = store.upload_file("history/a.db", src, link_ok=True)
+    assert info.size == 1000
+    assert os.stat(store.root / "history/a.db").st_ino == os.stat(src).st_ino
+    with pytest.raises(PreconditionFailed):
+        store.upload_file("history/a.db", src, link_ok=True)
+    with pytest.raises(StorageError, match="escapes"):
+        store.upload_file("../outside.db", src, link_ok=True)
+
+
+def test_local_upload_copies_where_it_cannot_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = LocalStore(tmp_path / "store")
+    src = tmp_path / "built.db"
+    src.write_bytes(b"y" * 10)
+
+    def cross_device(source: object, target: object) -> None:
+        raise OSError(18, "Invalid cross-device link")  # EXDEV: the store is on another filesystem
+
+    monkeypatch.setattr(os, "link", cross_device)
+    assert store.upload_file("history/b.db", src, link_ok=True).size == 10
+    assert (store.root / "history/b.db").read_bytes() == b"y" * 10
+    assert os.stat(store.root / "history/b.db").st_ino != os.stat(src).st_ino
+
+
+def test_s3_upload_accepts_link_ok_and_copies(store: ObjectStore, tmp_path: Path) -> None:
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"abc")
+    assert store.upload_file("history/c.db", src, link_ok=isinstance(store, S3Store)).size == 3
+    assert store.get("history/c.db").data == b"abc"
+
+
 def test_list_sorted_and_filtered(store: ObjectStore) -> None:
     for key in ["runs/2024-01-02/b.json", "history/z.db", "runs/2024-01-01/a.json",
                 "history/a.db", "current/manifest.json", "runs/2024-01-01/c.json"]:

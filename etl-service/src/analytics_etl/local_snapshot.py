@@ -4,7 +4,7 @@ Each run copies that file into the outbox, applies only this run's changes to th
 copy and publishes the copy. The cost of a run then follows the size of the change
 (plus one plain file copy), not the size of the database. The kept file is never
 opened for writing, and it never shares its inode with a history object (a local
-store may hard-link the published file, see publish.upload_snapshot): whatever
+store may hard-link the published file, see LocalStore.upload_file(link_ok=True)): whatever
 happens to the local file cannot reach what readers download.
 
 A sidecar (snapshot.json) says which published version the file is and records the

@@ -7,60 +7,30 @@ fails this run without touching what the winner published.
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from analytics_shared.errors import IntegrityError, ManifestError, ObjectNotFound, PreconditionFailed
+from analytics_shared.errors import IntegrityError, ManifestError, ObjectNotFound
 from analytics_shared.logging import get_logger
 from analytics_shared.manifest import (HISTORY_PREFIX, RUNS_PREFIX, Manifest, read_manifest,
                                        write_manifest)
-from analytics_shared.storage import LocalStore, ObjectInfo, ObjectStore
+from analytics_shared.storage import ObjectStore
 
 log = get_logger(__name__)
 
 
 def publish_manifest(store: ObjectStore, snapshot: Path, manifest: Manifest, expected_etag: str | None) -> str:
     """Upload the snapshot under its history key, then swap the manifest to it."""
-    info = upload_snapshot(store, manifest.database_key, snapshot)
+    # link_ok: the built file is never written again (local_snapshot.adopt keeps its own copy),
+    # so a local store may link it instead of copying 70+ MB.
+    info = store.upload_file(manifest.database_key, snapshot, link_ok=True)
     if info.size != manifest.size_bytes:
         raise IntegrityError(f"uploaded {manifest.database_key} has {info.size} bytes, expected {manifest.size_bytes}")
     log.info("snapshot.uploaded", key=manifest.database_key, size_bytes=info.size)
     etag = write_manifest(store, manifest, expected_etag=expected_etag)
     log.info("manifest.published", version=manifest.version, key=manifest.database_key)
     return etag
-
-
-def upload_snapshot(store: ObjectStore, key: str, snapshot: Path) -> ObjectInfo:
-    """store.upload_file, except that a local store on the same filesystem gets a hard link.
-
-    LocalStore.upload_file copies the file, fsyncs it and hashes it again for its ETag:
-    for a snapshot the ETL will never touch again (local_snapshot.adopt keeps its own
-    copy) that is a second full pass over the data for nothing. The link appears
-    atomically and only once the file is complete and synced, and it fails if the key
-    exists, so history objects stay write-once as with the copy.
-    """
-    if not isinstance(store, LocalStore):
-        return store.upload_file(key, snapshot)
-    target = store.root / key
-    if store.root not in target.resolve().parents:
-        return store.upload_file(key, snapshot)  # let the store reject the key
-    with snapshot.open("rb") as fh:
-        os.fsync(fh.fileno())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(snapshot, target)
-    except FileExistsError:
-        raise PreconditionFailed(f"{key} already exists") from None
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-            raise
-        return store.upload_file(key, snapshot)  # another filesystem: copy
-    stat = target.stat()
-    return ObjectInfo(key=key, size=stat.st_size, etag="",
-                      last_modified=datetime.fromtimestamp(stat.st_mtime, UTC))
 
 
 def write_run_record(store: ObjectStore, run_id: str, record: dict) -> None:

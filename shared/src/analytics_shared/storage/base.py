@@ -42,8 +42,12 @@ class ObjectStore(abc.ABC):
         object changed (or exists) since it was read. Returns the new ETag."""
 
     @abc.abstractmethod
-    def upload_file(self, key: str, path: Path) -> ObjectInfo:
-        """Upload a (possibly large) local file; the key must not exist yet."""
+    def upload_file(self, key: str, path: Path, *, link_ok: bool = False) -> ObjectInfo:
+        """Upload a (possibly large) local file; the key must not exist yet.
+
+        link_ok: the caller never writes to the file again, so a store on the same
+        filesystem may make the object a hard link to it instead of a copy.
+        """
 
     @abc.abstractmethod
     def download_file(self, key: str, path: Path) -> None:

@@ -77,7 +77,7 @@ class S3Store(ObjectStore):
                 err = PreconditionFailed(f"{key} no longer exists (deleted since it was read)")
             raise err from exc
 
-    def upload_file(self, key: str, path: Path) -> ObjectInfo:
+    def upload_file(self, key: str, path: Path, *, link_ok: bool = False) -> ObjectInfo:
         try:
             self.client.upload_file(str(path), self.bucket, self._key(key),
                                     ExtraArgs={"ContentType": "application/octet-stream"})
