@@ -47,6 +47,12 @@ def test_demo_source_sync_status_and_rollback(env, tmp_path):
     assert rolled.returncode == 0, rolled.stderr
     status = json.loads(etl(env, "status").stdout)
     assert status["version"] == v1 and status["previous_version"] == v2
+    # The data's own age stays visible, and the rollback is in the audit trail.
+    published = [json.loads(p.read_text()) for p in (tmp_path / "store" / "runs").rglob("*.json")]
+    first_publish = next(r for r in published if r["status"] == "published" and r["manifest"]["version"] == v1)
+    assert status["created_at"] == first_publish["manifest"]["created_at"]
+    record = next(r for r in published if r["status"] == "rolled_back")
+    assert record["from_version"] == v2 and record["manifest"]["version"] == v1
     unknown = etl(env, "rollback", "1999-01-01T00:00:00Z-000000")
     assert unknown.returncode == 1 and "no published version" in unknown.stderr
 

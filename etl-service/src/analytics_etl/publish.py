@@ -8,10 +8,11 @@ fails this run without touching what the winner published.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from analytics_shared.errors import IntegrityError, ManifestError, ObjectNotFound
+from analytics_shared.errors import AnalyticsError, IntegrityError, ManifestError, ObjectNotFound
 from analytics_shared.logging import get_logger
 from analytics_shared.manifest import (HISTORY_PREFIX, RUNS_PREFIX, Manifest, read_manifest,
                                        write_manifest)
@@ -68,13 +69,24 @@ def find_version(store: ObjectStore, version: str) -> Manifest:
 
 
 def rollback_to(store: ObjectStore, version: str) -> Manifest:
-    """Point the manifest back at an older snapshot that still exists in history/."""
+    """Point the manifest back at an older snapshot that still exists in history/.
+
+    The manifest keeps the snapshot's own created_at: readers' snapshot-age figures then
+    say how old the data really is. The rollback gets its own run record, like a sync.
+    """
     current, etag = read_manifest(store)
     target = find_version(store, version)
-    if store.head(target.database_key) is None:
+    if not any(o.key == target.database_key for o in store.list(target.database_key)):
         raise ObjectNotFound(f"snapshot {target.database_key} of {version} was deleted by retention")
-    rolled = target.model_copy(update={"previous_version": current.version if current else None,
-                                       "created_at": datetime.now(UTC)})
+    rolled = target.model_copy(update={"previous_version": current.version if current else None})
     write_manifest(store, rolled, expected_etag=etag)
     log.info("manifest.rolled_back", version=version, from_version=current.version if current else None)
+    run_id = uuid.uuid4().hex[:12]
+    try:
+        write_run_record(store, run_id, {"run_id": run_id, "status": "rolled_back",
+                                         "started_at": datetime.now(UTC).isoformat(),
+                                         "from_version": current.version if current else None,
+                                         "manifest": rolled.model_dump(mode="json")})
+    except AnalyticsError as exc:  # the rollback itself is done; the audit line is in the log
+        log.warning("run_record.failed", error=exc.message)
     return rolled
