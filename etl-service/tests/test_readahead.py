@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
@@ -69,6 +71,25 @@ def test_a_consumer_that_stops_early_does_not_hold_up_the_next_table(engine):
         next(stream)
         stream.close()  # e.g. the merge failed on the first batch
         assert values(ahead.batches("b")) == [7]
+    finally:
+        ahead.close()
+
+
+def test_a_table_that_fits_its_slots_does_not_hold_the_reader_up(engine):
+    # depth=1: table a is one batch. Its end marker needs no slot, so the reader goes on to
+    # b while a still waits for the run.
+    started_b = threading.Event()
+    stream = _fake_stream({"a": [1], "b": [2]})
+
+    def watching(conn, stmt, builder, batch_size):  # noqa: ANN001, ANN202
+        if stmt == "b":
+            started_b.set()
+        return stream(conn, stmt, builder, batch_size)
+
+    ahead = ReadAhead(engine, {"a": ("a", None), "b": ("b", None)}, watching, 100, depth=1)
+    try:
+        assert started_b.wait(timeout=30)
+        assert [values(ahead.batches(t)) for t in "ab"] == [[1], [2]]
     finally:
         ahead.close()
 

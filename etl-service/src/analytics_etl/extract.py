@@ -200,14 +200,16 @@ def _fetch_batches(conn: sa.Connection, stmt: sa.Executable, builder: BatchBuild
     # first or they would be silently skipped.
     buffer = getattr(result.cursor_strategy, "_rowbuffer", None)
     try:
+        rows = list(buffer) if buffer else []
         if buffer:
-            yield builder.build(list(buffer))
             buffer.clear()
-        while True:
-            rows = cursor.fetchmany(batch_size)
-            if not rows:
-                break
+        # The pre-read rows (usually one) start the first batch rather than being a batch of
+        # their own: every batch costs a DuckDB statement and a read-ahead queue slot.
+        if len(rows) < batch_size:
+            rows += cursor.fetchmany(batch_size - len(rows))
+        while rows:
             yield builder.build(rows)
+            rows = cursor.fetchmany(batch_size)
     finally:
         result.close()
 

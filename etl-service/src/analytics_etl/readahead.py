@@ -5,7 +5,9 @@ Python-bound) and DuckDB (merge them, which releases the GIL). Done one after th
 other the two cores take turns; here one thread reads the planned change sets table
 after table, on its own source connection, while the main thread copies the snapshot
 and merges. Memory stays bounded: the reader waits once `depth` batches of a table
-are queued, and it moves to the next table only when this one is read.
+are queued, and it moves to the next table only when this one is read. The end of
+a table takes no batch slot: a table that fits in `depth` batches never holds the
+reader up until the run gets to it.
 
 Only cursor reads (timestamp, rowversion) are planned: their statement depends on
 nothing but the published manifest entry. A table that turns out to need a full
@@ -69,7 +71,8 @@ class ReadAhead:
     def __init__(self, engine: sa.Engine, plans: dict[str, tuple[sa.Select, BatchBuilder]], stream: Stream,
                  batch_size: int, depth: int = 2) -> None:
         self._plans = plans
-        self._queues = {target: queue.Queue(maxsize=depth) for target in plans}
+        self._queues: dict[str, queue.Queue] = {target: queue.Queue() for target in plans}
+        self._slots = {target: threading.Semaphore(depth) for target in plans}  # batches queued per table
         self._discarded: set[str] = set()
         self._stop = threading.Event()
         self._failure: Exception | None = None
@@ -99,6 +102,7 @@ class ReadAhead:
                     return
                 if isinstance(item, BaseException):
                     raise item
+                self._slots[target].release()
                 yield item
         finally:
             self.discard(target)  # a consumer that stops early must not leave the reader waiting
@@ -115,14 +119,18 @@ class ReadAhead:
         if self._thread.is_alive():
             self._thread.join()
 
-    def _put(self, target: str, item: object) -> bool:
+    def _put(self, target: str, batch: pa.RecordBatch) -> bool:
+        """Queue a batch once the table has a free slot; False if the run no longer wants it."""
         while not self._stop.is_set() and target not in self._discarded:
-            try:
-                self._queues[target].put(item, timeout=0.1)
+            if self._slots[target].acquire(timeout=0.1):
+                self._queues[target].put(batch)
                 return True
-            except queue.Full:
-                continue
         return False
+
+    def _finish(self, target: str, item: object) -> None:
+        """The end of a table or its error: no slot needed, the reader goes on to the next table."""
+        if target not in self._discarded:
+            self._queues[target].put(item)
 
     def _read_all(self, engine: sa.Engine, stream: Stream, batch_size: int) -> None:
         try:
@@ -143,9 +151,9 @@ class ReadAhead:
                     if not self._put(target, batch):
                         break
                 else:
-                    self._put(target, _DONE)
+                    self._finish(target, _DONE)
             except Exception as exc:  # handed to the table's consumer, which marks it stale
-                self._put(target, exc)
+                self._finish(target, exc)
                 if conn.invalidated or conn.in_transaction():
                     with contextlib.suppress(Exception):
                         conn.rollback()
