@@ -55,6 +55,8 @@ def open_build(local: LocalSnapshot, store: ObjectStore,
         local.set_aside()
         build, base = local.begin_build(store, manifest)
         working = WorkingDatabase(build)
+    if base is not None:
+        working.start_writeback()
     working.drop_views()
     return working, base
 
