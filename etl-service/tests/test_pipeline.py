@@ -9,7 +9,10 @@ import duckdb
 import pytest
 
 from analytics_etl.demo_source import DEMO_TABLES, mutate_demo_source
+from analytics_etl import pipeline
 from analytics_etl.pipeline import run_sync
+from analytics_etl.working import WorkingDatabase
+from analytics_shared.errors import IntegrityError
 from analytics_shared.manifest import HISTORY_PREFIX, RUNS_PREFIX, read_manifest
 
 
@@ -233,3 +236,26 @@ def test_table_removed_from_config_leaves_the_snapshot(make_settings, store, tmp
     with duckdb.connect(str(local), read_only=True) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert tables == {"inventory", "products", "orders", "transactions"}
+
+
+def test_a_build_that_changes_while_it_is_hashed_is_not_published(make_settings, store, source_path, monkeypatch):
+    # The database closes while the file is hashed; closing after a checkpoint writes
+    # nothing, but if it ever did the manifest's sha256 would be wrong.
+    settings = make_settings()
+    run_sync(settings)
+    first, _ = read_manifest(store)
+    mutate_demo_source(source_path, fraction=0.05, seed=5)
+    close = WorkingDatabase.close
+
+    def close_and_write(self):  # noqa: ANN001, ANN202
+        close(self)
+        with open(self.path, "ab") as fh:
+            fh.write(b"\0" * 4096)
+
+    monkeypatch.setattr(WorkingDatabase, "close", close_and_write)
+    monkeypatch.setattr(pipeline, "COMPACT_GROWTH", 100.0)  # publish the copy itself, not a rewrite
+    with pytest.raises(IntegrityError, match="changed while it was hashed"):
+        run_sync(settings)
+    monkeypatch.undo()
+    assert read_manifest(store)[0].version == first.version
+    assert run_sync(settings)["status"] == "published"

@@ -259,6 +259,25 @@ def _record_run(store: ObjectStore, run_id: str, record: dict) -> None:
         log.warning("run_record.failed", error=exc.message)
 
 
+def _hash_and_keep(snapshot: Path, working: WorkingDatabase, local: LocalSnapshot) -> tuple[str, Path]:
+    """The checkpointed file's sha256 and our own copy of it, made while the database closes:
+    all three release the GIL. Closing after a checkpoint leaves the file as it is; if it
+    did not, the hash would be wrong, so a changed file fails the publish."""
+    before = snapshot.stat()
+    with ThreadPoolExecutor(2) as pool:
+        closed = pool.submit(working.close)
+        kept = pool.submit(local.keep_copy, snapshot)
+        digest = sha256_file(snapshot)
+        closed.result()
+        kept = kept.result()
+    if Path(f"{snapshot}.wal").exists():  # readers open it read-only: a WAL would be ignored
+        raise IntegrityError(f"{snapshot} still has a WAL after its checkpoint")
+    after = snapshot.stat()
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise IntegrityError(f"{snapshot} changed while it was hashed")
+    return digest, kept
+
+
 def _publish(settings: EtlSettings, store: ObjectStore, local: LocalSnapshot, base: SnapshotState | None,
              working: WorkingDatabase, manifest: Manifest | None, etag: str | None,
              tables: dict[str, TableEntry], engine: sa.Engine) -> Manifest:
@@ -278,15 +297,9 @@ def _publish(settings: EtlSettings, store: ObjectStore, local: LocalSnapshot, ba
         snapshot, size = compact, compact.stat().st_size
         compact_size = size
     else:
-        working.close()
-        if Path(f"{snapshot}.wal").exists():  # readers open it read-only: a WAL would be ignored
-            raise IntegrityError(f"{snapshot} still has a WAL after its checkpoint")
         # A first load is as compact as a rewrite (measured): it becomes the reference.
         compact_size = base.compact_size if base is not None else size
-    with ThreadPoolExecutor(1) as pool:  # both release the GIL: two cores, one pass of time
-        kept = pool.submit(local.keep_copy, snapshot)
-        digest = sha256_file(snapshot)
-        kept = kept.result()
+    digest, kept = _hash_and_keep(snapshot, working, local)
     version, key = new_version()
     new = Manifest(format_version=1, version=version, previous_version=manifest.version if manifest else None,
                    created_at=datetime.now(UTC), database_key=key, sha256=digest,
