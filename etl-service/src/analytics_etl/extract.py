@@ -13,6 +13,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -138,6 +139,22 @@ def select_since_rowversion(spec: TableSpec, last: bytes) -> sa.Select:
         rv > sa.bindparam("last_rowversion", last, type_=sa.LargeBinary),
         rv < sa.func.MIN_ACTIVE_ROWVERSION(),
     )
+
+
+def encode_watermark(value: Any) -> str | int | None:
+    """A cursor value as the manifest stores it (JSON)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, int):
+        return value
+    return str(value)
+
+
+def watermark_order(value: Any) -> Any:
+    """Sort key of a stored watermark: timestamps by time, not by text."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else (value or 0)
 
 
 def select_primary_keys(spec: TableSpec) -> sa.Select:

@@ -22,8 +22,8 @@ import structlog
 from analytics_etl import change_tracking as ct
 from analytics_etl.config import EtlSettings
 from analytics_etl.errors import SyncAborted, classify_source_error
-from analytics_etl.extract import (BatchBuilder, select_primary_keys, select_rows, stream_batches,
-                                   stream_full_table)
+from analytics_etl.extract import (BatchBuilder, encode_watermark, select_primary_keys, select_rows,
+                                   stream_batches, stream_full_table, watermark_order)
 from analytics_etl.local_snapshot import LocalSnapshot, SnapshotState
 from analytics_etl.publish import apply_retention, publish_manifest, write_run_record
 from analytics_etl.readahead import ReadAhead, select_changes, start_read_ahead
@@ -88,7 +88,7 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
         changed = int(before != working.fingerprint(spec.target))
         if spec.cursor:
             top = working.max_value(spec.target, spec.cursor)
-            watermark = _encode_watermark(top)
+            watermark = encode_watermark(top)
         # A new mode or cursor must be published even when the rows are identical: otherwise
         # the manifest keeps the old mode and every later run repeats this full reload.
         if prev is not None and (prev.change_detection != spec.detection or prev.watermark != watermark):
@@ -102,7 +102,7 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
         n, _, top = working.merge_changes(spec.target, columns, spec.primary_key, changes, cursor=spec.cursor)
         changed += n
         if top is not None:
-            watermark = max(watermark, _encode_watermark(top), key=_watermark_key)
+            watermark = max(watermark, encode_watermark(top), key=watermark_order)
         every = settings.delete_reconcile_every
         if every and runs_since >= every:
             keys = [(k, spec.column(k).duckdb_type) for k in spec.primary_key]
@@ -151,20 +151,6 @@ def _sync_change_tracking(spec: TableSpec, prev: TableEntry | None, conn: sa.Con
     log.info("table.synced", table=spec.target, detection="change_tracking", incremental=incremental,
              changed=changed, rows=entry.rows, watermark=current)
     return entry, changed > 0
-
-
-def _encode_watermark(value: object) -> str | int | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, int):
-        return value
-    return str(value)
-
-
-def _watermark_key(value: object) -> object:
-    return datetime.fromisoformat(value) if isinstance(value, str) else (value or 0)
 
 
 class SyncResult(dict):
