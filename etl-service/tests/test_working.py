@@ -153,3 +153,11 @@ def test_writeback_runs_in_the_background_and_tolerates_a_vanished_file(tmp_path
     db.start_writeback().join()
     (tmp_path / "gone.duckdb").unlink()
     db.start_writeback().join()  # an error in the thread would fail the test (warnings are errors)
+
+
+def test_memory_limit_reaches_duckdb(tmp_path: Path) -> None:
+    limited = WorkingDatabase(tmp_path / "limited.duckdb", memory_limit="256MB")
+    try:
+        assert limited.conn.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "244.1 MiB"
+    finally:
+        limited.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analytics_shared.errors import ConfigError
-from analytics_shared.settings import StorageSettings, load_settings
+from analytics_shared.settings import MemorySize, StorageSettings, load_settings
 
 _VARS = ["STORAGE_URL", "S3_BUCKET", "S3_PREFIX", "S3_REGION", "S3_ENDPOINT_URL", "LOG_LEVEL"]
 
@@ -59,3 +59,18 @@ def test_overrides() -> None:
 def test_bad_override_type_names_field() -> None:
     with pytest.raises(ConfigError, match="S3_REGION"):
         load_settings(StorageSettings, s3_region=123)
+
+
+class _WithMemory(StorageSettings):
+    duckdb_memory_limit: MemorySize = ""
+
+
+@pytest.mark.parametrize("value", ["", "2GB", "512MB", "1.5GiB", " 64mb "])
+def test_memory_size_accepts_duckdb_sizes(value: str) -> None:
+    assert load_settings(_WithMemory, duckdb_memory_limit=value).duckdb_memory_limit == value.strip()
+
+
+@pytest.mark.parametrize("value", ["lots", "2 G", "-1GB", "1e9"])
+def test_memory_size_rejects_anything_else_naming_the_variable(value: str) -> None:
+    with pytest.raises(ConfigError, match="DUCKDB_MEMORY_LIMIT"):
+        load_settings(_WithMemory, duckdb_memory_limit=value)

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from analytics_shared.settings import StorageSettings, load_settings
+from analytics_shared.settings import MemorySize, StorageSettings, load_settings
 
 DEFAULT_WHITELIST = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "query_whitelist.json"
 
@@ -43,7 +43,7 @@ class ApiSettings(StorageSettings):
 
     snapshot_poll_seconds: float = Field(10.0, gt=0)
     snapshot_cache_dir: Path = Path(tempfile.gettempdir()) / "analytics-snapshots"
-    duckdb_memory_limit: str = "1GB"
+    duckdb_memory_limit: MemorySize = "1GB"
     duckdb_threads: int = Field(0, ge=0)  # 0: the host's cores shared out among WEB_CONCURRENCY workers
 
     port: int = Field(8000, ge=1, le=65535)

@@ -8,7 +8,7 @@ from urllib.parse import quote_plus
 
 from pydantic import Field, model_validator
 
-from analytics_shared.settings import StorageSettings, load_settings
+from analytics_shared.settings import MemorySize, StorageSettings, load_settings
 
 
 class EtlSettings(StorageSettings):
@@ -28,6 +28,7 @@ class EtlSettings(StorageSettings):
     history_keep: int = Field(24, ge=1)
     etl_state_dir: Path = Path("./data/etl-state")
     batch_size: int = Field(50_000, ge=100)
+    duckdb_memory_limit: MemorySize = ""  # empty: DuckDB's default, 80% of the machine's RAM
     views_path: Path | None = None
     max_retries: int = Field(3, ge=0)
 

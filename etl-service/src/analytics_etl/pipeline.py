@@ -41,20 +41,20 @@ log = get_logger(__name__)
 COMPACT_GROWTH = 1.5
 
 
-def open_build(local: LocalSnapshot, store: ObjectStore,
-               manifest: Manifest | None) -> tuple[WorkingDatabase, SnapshotState | None]:
+def open_build(local: LocalSnapshot, store: ObjectStore, manifest: Manifest | None,
+               memory_limit: str = "") -> tuple[WorkingDatabase, SnapshotState | None]:
     """This run's database: a copy of the published snapshot. A local file that DuckDB cannot
     open is moved aside and restored from the store once."""
     build, base = local.begin_build(store, manifest)
     try:
-        working = WorkingDatabase(build)
+        working = WorkingDatabase(build, memory_limit=memory_limit)
     except duckdb.Error as exc:
         if base is None:
             raise
         log.warning("state.corrupt", path=str(local.path), error=str(exc))
         local.set_aside()
         build, base = local.begin_build(store, manifest)
-        working = WorkingDatabase(build)
+        working = WorkingDatabase(build, memory_limit=memory_limit)
     if base is not None:
         working.start_writeback()
     working.drop_views()
@@ -175,7 +175,7 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
                                         cursor_column=settings.cursor_column)
         # stream_batches is looked up here, at run time, so a test can stand in for the source.
         ahead = start_read_ahead(engine, specs, manifest, settings, stream_batches)
-        working, base = open_build(local, store, manifest)
+        working, base = open_build(local, store, manifest, settings.duckdb_memory_limit)
         tables: dict[str, TableEntry] = {}
         any_change = False
         with engine.connect() as conn:

@@ -79,11 +79,13 @@ def keep_changed(table: str, key: Sequence[str]) -> str:
 
 
 class WorkingDatabase:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, memory_limit: str = "") -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = duckdb.connect(str(path), config={"autoinstall_known_extensions": False,
-                                                       "autoload_known_extensions": False})
+        config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        if memory_limit:  # beyond it DuckDB spills to ETL_STATE_DIR's temp files, or fails the table
+            config["memory_limit"] = memory_limit
+        self.conn = duckdb.connect(str(path), config=config)
         self.database = self.conn.execute("SELECT current_database()").fetchone()[0]
 
     def start_writeback(self) -> threading.Thread:

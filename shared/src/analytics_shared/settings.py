@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+import re
+from typing import Annotated, TypeVar
 
-from pydantic import ValidationError, model_validator
+from pydantic import AfterValidator, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from analytics_shared.errors import ConfigError
 
 S = TypeVar("S", bound="StorageSettings")
+_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", re.IGNORECASE)
+
+
+def _memory_size(value: str) -> str:
+    # Checked here: DuckDB would only refuse it when a database is opened, far from the cause.
+    if value and not _MEMORY.match(value):
+        raise ValueError("must be a size such as 512MB, 2GB or 1.5GiB")
+    return value.strip()
+
+
+# A DuckDB memory_limit: "2GB", "512MiB"; empty means DuckDB's default (80% of the RAM).
+MemorySize = Annotated[str, AfterValidator(_memory_size)]
 
 
 class StorageSettings(BaseSettings):
