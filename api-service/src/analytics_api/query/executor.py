@@ -8,7 +8,9 @@ small_results.py and answer.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -20,6 +22,7 @@ from analytics_api.query.watchdog import Watchdog
 from analytics_api.snapshots.database import Snapshot
 
 BATCH_ROWS = 8192
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,8 @@ def execute_query(snapshot: Snapshot, sql: str, params: list | dict | None, *, m
                   timeout: float, watchdog: Watchdog) -> QueryResult:
     """Blocking: run in a worker thread. Stops reading at max_rows + 1 to detect truncation."""
     started = time.perf_counter()
-    cursor = snapshot.conn.cursor()
-    ticket = watchdog.arm(timeout, cursor.interrupt)
-    error: Exception | None = None
-    try:
+
+    def read(cursor: duckdb.DuckDBPyConnection) -> QueryResult:
         # A relation streams Arrow batches straight from the engine (no DB-API row copy).
         relation = cursor.sql(sql, params=params or None)
         columns = [{"name": n, "type": str(t)} for n, t in zip(relation.columns, relation.types, strict=True)]
@@ -62,22 +63,10 @@ def execute_query(snapshot: Snapshot, sql: str, params: list | dict | None, *, m
             batches.append(batch)
             count += batch.num_rows
         table = pa.Table.from_batches(batches, schema=reader.schema)
-        del relation, reader
-    except duckdb.Error as exc:
-        error = _api_error(exc, timeout)
-    finally:
-        watchdog.disarm(ticket)
-        cursor.close()
-        del cursor
-    if error is not None:
-        # Raised outside the except block: no __context__ chain keeping the engine's
-        # traceback (and with it the cursor and its result) alive after the response.
-        try:
-            raise error
-        finally:
-            error = None
-    return QueryResult(table=table, columns=columns, truncated=truncated,
-                       elapsed_ms=(time.perf_counter() - started) * 1000)
+        return QueryResult(table=table, columns=columns, truncated=truncated,
+                           elapsed_ms=(time.perf_counter() - started) * 1000)
+
+    return _on_cursor(snapshot, timeout, watchdog, read, hand_back=False)  # type: ignore[return-value]
 
 
 def execute_small(snapshot: Snapshot, sql: str, params: list | dict | None, *, max_rows: int,
@@ -89,34 +78,50 @@ def execute_small(snapshot: Snapshot, sql: str, params: list | dict | None, *, m
     are the query's own (bad SQL, wrong parameter) are raised as they are on that path.
     """
     started = time.perf_counter()
-    cursor = snapshot.conn.cursor()
-    ticket = watchdog.arm(leash, cursor.interrupt)
-    error: Exception | None = None
-    small: SmallResult | None = None
-    try:
+
+    def fetch(cursor: duckdb.DuckDBPyConnection) -> SmallResult | None:
         cursor.execute(sql, params or None)
         names = [d[0] for d in cursor.description]
         types = [str(d[1]) for d in cursor.description]
         rows = cursor.fetchmany(SMALL_RESULT + 1)
         data = rows_to_dicts(names, types, rows) if len(rows) <= SMALL_RESULT else None
-        if data is not None:
-            truncated = len(data) > max_rows
-            small = SmallResult(data=data[:max_rows], columns=[{"name": n, "type": t} for n, t in zip(names, types)],
-                                types=types, truncated=truncated, elapsed_ms=(time.perf_counter() - started) * 1000)
-    except duckdb.InterruptException:
-        small = None
+        if data is None:
+            return None
+        return SmallResult(data=data[:max_rows], columns=[{"name": n, "type": t} for n, t in zip(names, types)],
+                           types=types, truncated=len(data) > max_rows,
+                           elapsed_ms=(time.perf_counter() - started) * 1000)
+
+    return _on_cursor(snapshot, leash, watchdog, fetch, hand_back=True)
+
+
+def _on_cursor(snapshot: Snapshot, seconds: float, watchdog: Watchdog, work: Callable[[duckdb.DuckDBPyConnection], T],
+               *, hand_back: bool) -> T | None:
+    """work(cursor) on a fresh cursor that the watchdog interrupts after `seconds`.
+
+    hand_back: an interrupt returns None (the caller runs the query again elsewhere)
+    instead of raising QueryTimeout. Engine errors become API errors.
+    """
+    cursor = snapshot.conn.cursor()
+    ticket = watchdog.arm(seconds, cursor.interrupt)
+    error: Exception | None = None
+    try:
+        return work(cursor)
+    except duckdb.InterruptException as exc:
+        if hand_back:
+            return None
+        error = _api_error(exc, seconds)
     except duckdb.Error as exc:
-        error = _api_error(exc, leash)
+        error = _api_error(exc, seconds)
     finally:
         watchdog.disarm(ticket)
         cursor.close()
         del cursor
-    if error is not None:
-        try:
-            raise error
-        finally:
-            error = None
-    return small
+    # Raised outside the except block: no __context__ chain keeping the engine's
+    # traceback (and with it the cursor and its result) alive after the response.
+    try:
+        raise error
+    finally:
+        error = None
 
 
 def _api_error(exc: duckdb.Error, timeout: float) -> Exception:
