@@ -252,3 +252,14 @@ def test_get_query_parameters_are_checked_and_documented(client, auth) -> None: 
         assert r.json()["error"]["code"] == "bad_request" and message in r.json()["error"]["message"]
     documented = client.get("/openapi.json").json()["paths"]["/query"]["get"]["parameters"]
     assert [p["name"] for p in documented] == ["q", "params", "format", "max_rows"]
+
+
+def test_a_truncated_result_does_not_mark_its_shape_small(client, auth) -> None:  # noqa: ANN001
+    services = client.app.state.services
+    sql = "SELECT id FROM orders WHERE id > 0 ORDER BY id"
+    r = client.get("/query", params={"q": sql, "max_rows": "2"}, headers=auth)
+    assert r.status_code == 200 and r.json()["truncated"] is True and r.json()["row_count"] == 2
+    assert not services.hints.expects_small(services.guard.validate(sql).shape)
+    r = client.get("/query", params={"q": "SELECT id FROM orders WHERE id > 100000 ORDER BY id"}, headers=auth)
+    assert r.status_code == 200 and r.json()["row_count"] == 0  # an empty answer is small
+    assert services.hints.expects_small(services.guard.validate(sql).shape)

@@ -18,7 +18,8 @@ from analytics_api.metrics import INLINE_QUERIES, QUERY_ROWS, RESULT_CACHE
 from analytics_api.query.cache import CachedResult, result_key
 from analytics_api.query.executor import QueryResult, SmallResult, execute_query, execute_small
 from analytics_api.query.guard import ValidatedQuery
-from analytics_api.query.serialize import MEDIA_TYPES, Format, render_binary, render_json, rows_as_dicts
+from analytics_api.query.serialize import (MEDIA_TYPES, SMALL_RESULT, Format, render_binary, render_json,
+                                           rows_as_dicts)
 from analytics_api.services import Services
 from analytics_api.snapshots.database import Snapshot
 
@@ -84,7 +85,9 @@ def _run_and_render(services: Services, snap: Snapshot, validated: ValidatedQuer
     """Blocking (worker thread): execution and serialization both stay off the event loop."""
     result = execute_query(snap, validated.sql, params, max_rows=limit,
                            timeout=services.settings.query_timeout_seconds, watchdog=services.watchdog)
-    services.hints.record(validated.shape, rows=result.table.num_rows, types=[c["type"] for c in result.columns],
+    # A truncated result says nothing about the shape's real size: treat it as large.
+    rows = SMALL_RESULT + 1 if result.truncated else result.table.num_rows
+    services.hints.record(validated.shape, rows=rows, types=[c["type"] for c in result.columns],
                           elapsed_ms=result.elapsed_ms)
     return _entry(snap, result, rows_as_dicts(result.table) if fmt == "json" else None, fmt)
 
