@@ -466,17 +466,20 @@ def run_http_part(pool, server: Server, contender: str, workload: str, tokens: l
     parts = pool.map(_client, tasks)
     marker.join()
     server_cpu = server.cpu() - (cpu_before or 0.0)
-    statuses: dict[str, int] = {}
-    cache: dict[str, int] = {}
-    for p in parts:
-        for k, v in p["statuses"].items():
-            statuses[k] = statuses.get(k, 0) + v
-        for k, v in p["cache"].items():
-            cache[k] = cache.get(k, 0) + v
     return {"latencies": [x for p in parts for x in p["latencies"]], "duration": duration,
-            "server_cpu": server_cpu, "client_cpu": sum(p["cpu"] for p in parts), "statuses": statuses,
-            "cache": cache, "bytes": sum(p["bytes"] for p in parts),
+            "server_cpu": server_cpu, "client_cpu": sum(p["cpu"] for p in parts),
+            "statuses": sum_counts(parts, "statuses"), "cache": sum_counts(parts, "cache"),
+            "bytes": sum(p["bytes"] for p in parts),
             "rss_sum": sampler.cell[server.name][0], "rss_max": sampler.cell[server.name][1]}
+
+
+def sum_counts(parts: list[dict], field: str) -> dict[str, int]:
+    """Per-key totals of one counter dict (HTTP statuses, X-Cache tags) over clients or rounds."""
+    total: dict[str, int] = {}
+    for p in parts:
+        for k, v in p[field].items():
+            total[k] = total.get(k, 0) + v
+    return total
 
 
 def run_raw_part(raw: RawContender, workload: str, counts: dict, args, seed: int, duration: float) -> dict:
@@ -497,14 +500,7 @@ def merge_parts(parts: list[dict]) -> dict:
     result["rounds_rps"] = [round(len(p["latencies"]) / p["duration"], 1) for p in parts]
     result["rss_peak_max_mb"] = round(max(p["rss_max"] for p in parts))
     if "client_cpu" in parts[0]:
-        statuses: dict[str, int] = {}
-        cache: dict[str, int] = {}
-        for p in parts:
-            for k, v in p["statuses"].items():
-                statuses[k] = statuses.get(k, 0) + v
-            for k, v in p["cache"].items():
-                cache[k] = cache.get(k, 0) + v
-        result.update({"statuses": statuses, "cache": cache,
+        result.update({"statuses": sum_counts(parts, "statuses"), "cache": sum_counts(parts, "cache"),
                        "mb_per_s": sum(p["bytes"] for p in parts) / 2**20 / duration,
                        "client_cpu_ms_per_req": sum(p["client_cpu"] for p in parts) * 1000 / n,
                        "rss_peak_sum_mb": round(max(p["rss_sum"] for p in parts))})
