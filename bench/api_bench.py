@@ -299,11 +299,27 @@ def etl_snapshot(rows: int, data_dir: Path) -> Path:
     return store_dir
 
 
+def snapshot_file(store_dir: Path, work: Path) -> Path:
+    """The store's current snapshot as one local file (a format-2 version is assembled)."""
+    from analytics_shared.manifest import read_manifest
+    from analytics_shared.snapshot_files import fetch_snapshot
+    from analytics_shared.storage import open_store
+
+    store = open_store(f"file://{store_dir}")
+    manifest, _ = read_manifest(store)
+    if manifest.database_key:
+        return store_dir / manifest.database_key
+    path = work / f"direct-{manifest.sha256[:16]}.db"
+    if not path.exists():
+        fetch_snapshot(store, manifest, path)
+    return path
+
+
 def big_snapshot(template_store: Path, gb: float, data_dir: Path) -> Path:
     """A ~gb GB snapshot published through a manifest of its own (DuckDB-side generator); cached."""
     import duckdb
 
-    from analytics_shared.manifest import FORMAT_VERSION, Manifest, new_version, read_manifest, write_manifest
+    from analytics_shared.manifest import Manifest, new_version, read_manifest, write_manifest
     from analytics_shared.snapshot_files import sha256_file
     from analytics_shared.storage import open_store
 
@@ -316,14 +332,14 @@ def big_snapshot(template_store: Path, gb: float, data_dir: Path) -> Path:
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     built = home / "big.db"
-    result = run_child("big", str(template_store / tmpl.database_key), str(built), str(copies))
+    result = run_child("big", str(snapshot_file(template_store, home)), str(built), str(copies))
     print(f"# big snapshot: {copies} copies, {sum(result['rows'].values()):,} rows, "
           f"{built.stat().st_size / 1e9:.2f} GB in {result['seconds']} s", file=sys.stderr)
     store = open_store(f"file://{store_dir}")
-    version, key = new_version()
+    version, key = new_version(format_version=1)  # one whole file: the API reads both formats
     store.upload_file(key, built)
     tables = {name: entry.model_copy(update={"rows": result["rows"][name]}) for name, entry in tmpl.tables.items()}
-    manifest = Manifest(format_version=FORMAT_VERSION, version=version, previous_version=None,
+    manifest = Manifest(format_version=1, version=version, previous_version=None,
                         created_at=datetime.now(UTC), database_key=key, sha256=sha256_file(built),
                         size_bytes=built.stat().st_size, duckdb_version=duckdb.__version__,
                         source={"dialect": "duckdb-generator", "database": f"{copies}x {tmpl.version}"},
@@ -547,7 +563,7 @@ def run_snapshot(label: str, store: Path, args, pool, work: Path) -> dict:
     from analytics_shared.storage import open_store
 
     manifest, _ = read_manifest(open_store(f"file://{store}"))
-    db = store / manifest.database_key
+    db = snapshot_file(store, work)
     info = run_child("info", str(db))
     counts = {"orders": info["orders"], "transactions": info["transactions"]}
     print(f"# {label}: {info['total_rows']:,} rows, snapshot {manifest.size_bytes / 2**20:,.0f} MiB ({db})",

@@ -13,6 +13,7 @@ import pytest
 from analytics_etl.config import EtlSettings, get_settings
 from analytics_etl.demo_source import create_demo_source
 from analytics_shared.manifest import read_manifest
+from analytics_shared.snapshot_files import fetch_snapshot
 from analytics_shared.storage import LocalStore, ObjectStore
 
 
@@ -63,7 +64,7 @@ def snapshot_rows(store: ObjectStore, tmp_path: Path, table: str) -> list[tuple]
     assert manifest is not None
     local = tmp_path / f"check-{manifest.version}.db"
     if not local.exists():
-        store.download_file(manifest.database_key, local)
+        fetch_snapshot(store, manifest, local)
     with duckdb.connect(str(local), read_only=True) as con:
         rows = con.execute(f'SELECT * FROM "{table}" ORDER BY id').fetchall()
     return [tuple(normalize(v) for v in row) for row in rows]

@@ -31,7 +31,9 @@ from analytics_etl.local_snapshot import LocalSnapshot
 from analytics_etl.pipeline import run_sync
 from analytics_shared.errors import (ManifestError, PreconditionFailed, SourceError, StorageError,
                                      TransientSourceError)
+from analytics_shared.chunks import CHUNKS_PREFIX
 from analytics_shared.manifest import HISTORY_PREFIX, MANIFEST_KEY, Manifest, read_manifest
+from analytics_shared.snapshot_files import fetch_snapshot
 from analytics_shared.storage import ObjectStore, S3Store
 
 
@@ -44,7 +46,7 @@ def verify_published(store: ObjectStore, tmp_path: Path) -> tuple[Manifest, str]
     manifest, etag = read_manifest(store)
     assert manifest is not None and etag
     local = tmp_path / f"verify-{uuid.uuid4().hex}.db"
-    store.download_file(manifest.database_key, local)
+    fetch_snapshot(store, manifest, local)  # every chunk (or the file) verified against its digest
     data = local.read_bytes()
     assert len(data) == manifest.size_bytes
     assert hashlib.sha256(data).hexdigest() == manifest.sha256
@@ -77,7 +79,8 @@ def touch_order(source_path: Path, order_id: int = 1) -> None:
 
 
 def _inject_once(monkeypatch: pytest.MonkeyPatch, store: S3Store, where: str) -> list[str]:
-    """Make exactly one S3 operation of the publish fail with StorageError."""
+    """Make exactly one S3 operation of the publish fail with StorageError. `..._ack_lost`:
+    the object reached S3 but the client never saw the answer."""
     fired: list[str] = []
     real_upload, real_put = store.upload_file, store.put
 
@@ -87,20 +90,36 @@ def _inject_once(monkeypatch: pytest.MonkeyPatch, store: S3Store, where: str) ->
             raise StorageError(f"S3 upload {key} failed: injected connection reset")
         info = real_upload(key, path, **kwargs)
         if where == "upload_ack_lost" and not fired:
-            # The object reached S3 but the client never saw the answer.
             fired.append(key)
             raise StorageError(f"S3 upload {key} failed: injected read timeout after the upload")
         return info
 
     def put(key: str, data: bytes, **kwargs: object) -> str:
-        if where == "manifest" and key == MANIFEST_KEY and not fired:
-            fired.append(key)
-            raise StorageError(f"S3 put {key} failed: injected 503 SlowDown")
+        kind = ("chunk" if key.startswith(CHUNKS_PREFIX) else "index" if key.startswith(HISTORY_PREFIX)
+                else "manifest" if key == MANIFEST_KEY else "other")
+        # the third chunk, so that some chunks were uploaded before the fault
+        nth = 3 if kind == "chunk" else 1
+        if where.startswith(kind) and not fired:
+            counts.append(key)
+            if len(counts) == nth:
+                fired.append(key)
+                if where == kind:
+                    raise StorageError(f"S3 put {key} failed: injected 503 SlowDown")
+                etag = real_put(key, data, **kwargs)
+                raise StorageError(f"S3 put {key} failed: injected read timeout after the put ({etag})")
         return real_put(key, data, **kwargs)
 
+    counts: list[str] = []
     monkeypatch.setattr(store, "upload_file", upload_file)
     monkeypatch.setattr(store, "put", put)
     return fired
+
+
+# (manifest format, where the fault hits, orphaned versions it leaves)
+PUBLISH_FAULTS = [
+    (1, "upload", 0), (1, "upload_ack_lost", 1), (1, "manifest", 1),
+    (2, "chunk", 0), (2, "chunk_ack_lost", 0), (2, "index", 0), (2, "index_ack_lost", 1), (2, "manifest", 1),
+]
 
 
 class TestS3PublishFaults:
@@ -116,10 +135,11 @@ class TestS3PublishFaults:
     def s3_settings(self, make_settings, moto_endpoint: str):  # noqa: ANN001, ANN201
         return lambda **kw: make_settings(s3_endpoint_url=moto_endpoint, **kw)
 
-    @pytest.mark.parametrize("where", ["upload", "upload_ack_lost", "manifest"])
+    @pytest.mark.parametrize(("fmt", "where", "orphans"), PUBLISH_FAULTS)
     def test_s3_error_during_publish_keeps_old_manifest_and_next_run_recovers(
-            self, where, store, s3_settings, tmp_path, source_path, monkeypatch, assert_snapshot_matches):
-        settings = s3_settings()
+            self, fmt, where, orphans, store, s3_settings, tmp_path, source_path, monkeypatch,
+            assert_snapshot_matches):
+        settings = s3_settings(manifest_format=fmt)
         assert settings.storage_url == store.url and store.url.startswith("s3://")
         assert run_sync(settings, store=store)["status"] == "published"
         before, etag = verify_published(store, tmp_path)
@@ -136,8 +156,8 @@ class TestS3PublishFaults:
         after, etag_after = verify_published(store, tmp_path)
         assert manifest_bytes(store) == before_bytes and etag_after == etag
         assert after.version == before.version and watermarks(after) == watermarks(before)
-        orphans = [o.key for o in store.list(HISTORY_PREFIX) if o.key != before.database_key]
-        assert len(orphans) == (1 if where in ("upload_ack_lost", "manifest") else 0)
+        left = [o.key for o in store.list(HISTORY_PREFIX) if o.key != before.object_key]
+        assert len(left) == orphans
 
         # The fault is gone: the next ordinary run publishes the changes by itself.
         result = run_sync(settings, store=store)
@@ -146,12 +166,13 @@ class TestS3PublishFaults:
         assert recovered.previous_version == before.version
         assert_snapshot_matches()
 
-    @pytest.mark.parametrize("where", ["upload", "upload_ack_lost", "manifest"])
+    @pytest.mark.parametrize(("fmt", "where", "orphans"), PUBLISH_FAULTS)
     def test_s3_error_during_publish_is_invisible_to_readers(
-            self, where, store, s3_settings, tmp_path, source_path, monkeypatch, assert_snapshot_matches):
-        """The part of the scenario that holds today: failure is clean, and a later change
-        gets everything (including the changes of the failed run) published."""
-        settings = s3_settings()
+            self, fmt, where, orphans, store, s3_settings, tmp_path, source_path, monkeypatch,
+            assert_snapshot_matches):
+        """Failure is clean, and a later change gets everything (including the changes of
+        the failed run) published."""
+        settings = s3_settings(manifest_format=fmt)
         run_sync(settings, store=store)
         before, etag = verify_published(store, tmp_path)
         mutate_demo_source(source_path, fraction=0.05, seed=22)
@@ -171,7 +192,7 @@ class TestS3PublishFaults:
 
 CHILD = """
 import json, os, signal, sys
-from analytics_etl import publish
+from analytics_etl import chunk_publish, publish
 from analytics_etl.config import get_settings
 from analytics_etl.pipeline import run_sync
 from analytics_shared.storage import LocalStore
@@ -179,63 +200,91 @@ from analytics_shared.storage import LocalStore
 def killed(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
-publish.write_manifest = killed
+where = sys.argv[3]
+if where == "before_manifest":
+    publish.write_manifest = killed
+elif where == "after_index":
+    real_write_index = publish.write_index
+    def write_index_then_die(*args, **kwargs):
+        real_write_index(*args, **kwargs)
+        killed()
+    publish.write_index = write_index_then_die
+elif where == "after_some_chunks":
+    real_put = chunk_publish.ChunkUploader._put
+    done = []
+    def put_then_die(self, digest, data):
+        size = real_put(self, digest, data)
+        done.append(digest)
+        if len(done) == 2:
+            killed()
+        return size
+    chunk_publish.ChunkUploader._put = put_then_die
 run_sync(get_settings(**json.loads(sys.argv[1])), store=LocalStore(sys.argv[2]))
 print("survived")
 """
 
+# (manifest format, where the process is killed, orphaned versions it leaves)
+KILL_POINTS = [(1, "before_manifest", 1), (2, "after_some_chunks", 0), (2, "after_index", 1),
+               (2, "before_manifest", 1)]
 
-def _kill_child_between_upload_and_manifest(settings, store, cwd: Path) -> subprocess.CompletedProcess:  # noqa: ANN001
+
+def _kill_child(settings, store, cwd: Path, where: str) -> subprocess.CompletedProcess:  # noqa: ANN001
     values = {k: v for k, v in settings.model_dump(mode="json").items() if v is not None}
-    return subprocess.run([sys.executable, "-c", CHILD, json.dumps(values), str(store.root)],
+    return subprocess.run([sys.executable, "-c", CHILD, json.dumps(values), str(store.root), where],
                           cwd=cwd, capture_output=True, text=True, timeout=180)
 
 
-def test_killed_between_upload_and_manifest_next_run_recovers(make_settings, store, tmp_path, source_path,
-                                                              assert_snapshot_matches):
-    settings = make_settings(history_keep=1)
+@pytest.mark.parametrize(("fmt", "where", "orphans"), KILL_POINTS)
+def test_killed_mid_publish_next_run_recovers(fmt, where, orphans, make_settings, store, tmp_path, source_path,
+                                             assert_snapshot_matches):
+    settings = make_settings(history_keep=1, manifest_format=fmt)
     run_sync(settings, store=store)
     before, etag = verify_published(store, tmp_path)
     mutate_demo_source(source_path, fraction=0.05, seed=31)
 
-    child = _kill_child_between_upload_and_manifest(settings, store, tmp_path)
+    child = _kill_child(settings, store, tmp_path, where)
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     assert "survived" not in child.stdout
 
     after, etag_after = verify_published(store, tmp_path)
     assert (after.version, etag_after, watermarks(after)) == (before.version, etag, watermarks(before))
-    orphans = [o.key for o in store.list(HISTORY_PREFIX) if o.key != before.database_key]
-    assert len(orphans) == 1, "the killed run's upload is left as an orphan"
+    left = [o.key for o in store.list(HISTORY_PREFIX) if o.key != before.object_key]
+    assert len(left) == orphans, "the killed run's upload is left as an orphan"
 
     result = run_sync(settings, store=store)
     assert result["status"] == "published", result["status"]
     recovered, _ = verify_published(store, tmp_path)
     assert recovered.previous_version == before.version
     keys = [o.key for o in store.list(HISTORY_PREFIX)]
-    assert recovered.database_key in keys
+    assert recovered.object_key in keys
     assert_snapshot_matches()
 
 
-def test_killed_between_upload_and_manifest_is_invisible_and_retention_is_safe(
-        make_settings, store, tmp_path, source_path, assert_snapshot_matches):
-    settings = make_settings(history_keep=1)
+@pytest.mark.parametrize(("fmt", "where", "orphans"), KILL_POINTS)
+def test_killed_mid_publish_is_invisible_and_retention_is_safe(
+        fmt, where, orphans, make_settings, store, tmp_path, source_path, assert_snapshot_matches):
+    settings = make_settings(history_keep=1, gc_grace_seconds=0, manifest_format=fmt)
     run_sync(settings, store=store)
     before, etag = verify_published(store, tmp_path)
     mutate_demo_source(source_path, fraction=0.05, seed=32)
 
-    child = _kill_child_between_upload_and_manifest(settings, store, tmp_path)
+    child = _kill_child(settings, store, tmp_path, where)
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     after, etag_after = verify_published(store, tmp_path)
     assert (after.version, etag_after, watermarks(after)) == (before.version, etag, watermarks(before))
-    orphan = [o.key for o in store.list(HISTORY_PREFIX) if o.key != before.database_key]
-    assert len(orphan) == 1
+    assert len([o.key for o in store.list(HISTORY_PREFIX) if o.key != before.object_key]) == orphans
 
     # The killed run left its half-published build (WAL and all) behind; the next run must cope.
     touch_order(source_path, 2)
     assert run_sync(settings, store=store)["status"] == "published"
     recovered, _ = verify_published(store, tmp_path)
     keys = [o.key for o in store.list(HISTORY_PREFIX)]
-    assert keys == [recovered.database_key], "retention (keep=1) drops the orphan, keeps the manifest's"
+    assert keys == [recovered.object_key], "retention (keep=1) drops the orphan, keeps the manifest's"
+    if fmt == 2:  # and the sweep leaves exactly the chunks the one remaining version needs
+        from analytics_shared.chunks import read_index
+
+        needed = {f"{CHUNKS_PREFIX}{d}" for d in read_index(store, recovered.index_key).chunks}
+        assert {o.key for o in store.list(CHUNKS_PREFIX)} == needed
     assert_snapshot_matches()
 
 
@@ -252,32 +301,35 @@ def test_two_instances_publishing_at_once_loser_fails_then_recovers(make_setting
     first, _ = verify_published(store, tmp_path)
     mutate_demo_source(source_path, fraction=0.05, seed=41)
 
-    real_publish = pipeline.publish_manifest
+    real_publish = pipeline.publish_snapshot
     b_results: list[dict] = []
     paused: list[str] = []
 
-    def publish_after_b_wins(store_, snapshot, manifest, expected_etag):  # noqa: ANN001, ANN202
+    def publish_after_b_wins(store_, path, base, **kwargs):  # noqa: ANN001, ANN202
         if not paused:  # A is paused here, holding the etag it read: B runs start to finish.
-            paused.append(manifest.version)
+            paused.append(path.name)
             b_results.append(run_sync(settings_b, store=store))
             assert b_results[0]["status"] == "published"
-            assert expected_etag != read_manifest(store)[1]
-        return real_publish(store_, snapshot, manifest, expected_etag)
+            assert kwargs["expected_etag"] != read_manifest(store)[1]
+        return real_publish(store_, path, base, **kwargs)
 
-    monkeypatch.setattr(pipeline, "publish_manifest", publish_after_b_wins)
+    monkeypatch.setattr(pipeline, "publish_snapshot", publish_after_b_wins)
     with pytest.raises(PreconditionFailed):
         run_sync(settings_a, store=store)
-    monkeypatch.setattr(pipeline, "publish_manifest", real_publish)
+    monkeypatch.setattr(pipeline, "publish_snapshot", real_publish)
 
     winner, _ = verify_published(store, tmp_path)
     assert winner.version == b_results[0]["manifest"]["version"]
     assert winner.previous_version == first.version
     assert_snapshot_matches()
 
-    # A's local snapshot is still the version it started from; it must restore B's.
-    assert LocalSnapshot(settings_a.etl_state_dir).read_state().version == first.version != winner.version
+    # A's local file is its own unpublished build of the version it started from; it must
+    # become B's version (repaired from the chunks they share) before A builds again.
+    state = LocalSnapshot(settings_a.etl_state_dir, chunk_size=settings_a.chunk_size).read_state()
+    assert state.version == first.version != winner.version and state.dirty
     assert run_sync(settings_a, store=store)["status"] == "unchanged"
-    assert LocalSnapshot(settings_a.etl_state_dir).read_state().version == winner.version
+    state = LocalSnapshot(settings_a.etl_state_dir, chunk_size=settings_a.chunk_size).read_state()
+    assert state.version == winner.version and not state.dirty
     verify_published(store, tmp_path)
 
     mutate_demo_source(source_path, fraction=0.05, seed=42)
@@ -358,7 +410,7 @@ def test_connection_drop_mid_extract_marks_table_stale_and_keeps_last_good_data(
 @pytest.mark.parametrize("garbage", [
     b"this is not json {{{",
     b'{"format_version": 1, "version": "x"',
-    b'{"format_version": 2}',
+    b'{"format_version": 3}',
     b"\xff\xfe\x00binary",
 ], ids=["text", "truncated", "future-format", "binary"])
 def test_malformed_manifest_fails_clearly_and_is_never_overwritten(garbage, make_settings, store, tmp_path,
@@ -376,7 +428,7 @@ def test_malformed_manifest_fails_clearly_and_is_never_overwritten(garbage, make
         assert "problems; first at" in info.value.message
         assert manifest_bytes(store) == garbage, "a malformed manifest is never overwritten"
         assert [o.key for o in store.list(HISTORY_PREFIX)] == history, "nothing is published"
-    if garbage == b'{"format_version": 2}':
+    if garbage == b'{"format_version": 3}':
         assert "format_version" in info.value.message
 
     # Once an operator puts a valid manifest back, the next ordinary run recovers.

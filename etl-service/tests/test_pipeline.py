@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
@@ -9,11 +10,10 @@ import duckdb
 import pytest
 
 from analytics_etl.demo_source import DEMO_TABLES, mutate_demo_source
-from analytics_etl import pipeline
 from analytics_etl.pipeline import run_sync
-from analytics_etl.working import WorkingDatabase
-from analytics_shared.errors import IntegrityError
 from analytics_shared.manifest import HISTORY_PREFIX, RUNS_PREFIX, read_manifest
+from analytics_shared.chunks import CHUNKS_PREFIX, chunk_key, read_index
+from analytics_shared.snapshot_files import fetch_snapshot
 
 
 
@@ -21,21 +21,45 @@ def test_first_sync_publishes_exact_copy_with_manifest(make_settings, store, tmp
     result = run_sync(make_settings())
     assert result["status"] == "published"
     manifest, _ = read_manifest(store)
-    assert manifest.database_key.startswith(HISTORY_PREFIX)
+    assert manifest.format_version == 2 and manifest.index_key.startswith(HISTORY_PREFIX)
     assert set(manifest.tables) == set(DEMO_TABLES)
     assert all(t.change_detection == "timestamp" and t.status == "ok" for t in manifest.tables.values())
     assert manifest.tables["orders"].primary_key == ["id"]
     assert_snapshot_matches()
     assert store.list(RUNS_PREFIX), "a run record is written for a published sync"
-    # The snapshot is one compact file: no WAL beside it.
-    assert [o.key for o in store.list(HISTORY_PREFIX)] == [manifest.database_key]
+    # One version: its index, and every chunk it lists (a snapshot has no WAL beside it).
+    assert [o.key for o in store.list(HISTORY_PREFIX)] == [manifest.index_key]
+    index = read_index(store, manifest.index_key)
+    assert {o.key for o in store.list(CHUNKS_PREFIX)} == {chunk_key(d) for d in index.chunks}
+    assert result["uploaded_objects"] == len(set(index.chunks)) + 1
+
+
+def test_format_1_publishes_whole_files_for_old_readers(make_settings, store, source_path, assert_snapshot_matches):
+    settings = make_settings(manifest_format=1)
+    result = run_sync(settings)
+    manifest, _ = read_manifest(store)
+    assert manifest.format_version == 1 and manifest.database_key.endswith(".db")
+    assert result["uploaded_objects"] == 1 and result["uploaded_bytes"] == manifest.size_bytes
+    assert not store.list(CHUNKS_PREFIX)
+    mutate_demo_source(source_path, fraction=0.05, seed=8)
+    assert run_sync(settings)["status"] == "published"
+    assert_snapshot_matches()
+    # Switching to format 2 later uploads every chunk once, then only what changes.
+    first_chunked = run_sync(make_settings())
+    assert first_chunked["status"] == "unchanged"  # the data did not change: nothing to publish
+    mutate_demo_source(source_path, fraction=0.01, seed=9)
+    chunked = run_sync(make_settings())
+    manifest, _ = read_manifest(store)
+    assert manifest.format_version == 2
+    assert chunked["uploaded_objects"] == len(set(read_index(store, manifest.index_key).chunks)) + 1
+    assert_snapshot_matches()
 
 
 def test_types_unicode_and_nulls_survive(make_settings, store, tmp_path):
     run_sync(make_settings())
     manifest, _ = read_manifest(store)
     local = tmp_path / "snap.db"
-    store.download_file(manifest.database_key, local)
+    fetch_snapshot(store, manifest, local)
     with duckdb.connect(str(local), read_only=True) as con:
         types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
                                  "WHERE table_name = 'products'").fetchall())
@@ -122,18 +146,32 @@ def test_missing_local_state_restores_from_published_snapshot(make_settings, sto
     assert_snapshot_matches()
 
 
-def test_corrupt_local_state_is_moved_aside_and_restored(make_settings, store, tmp_path, source_path, assert_snapshot_matches):
+def test_corrupt_local_state_is_repaired_from_the_store(make_settings, store, tmp_path, source_path, assert_snapshot_matches):
     settings = make_settings()
     run_sync(settings)
     (settings.etl_state_dir / "snapshot.duckdb").write_bytes(b"this is not a duckdb file" * 100)
     mutate_demo_source(source_path, fraction=0.02, seed=6)
     assert run_sync(settings)["status"] == "published"
-    assert list(settings.etl_state_dir.glob("snapshot.corrupt-*"))
+    assert_snapshot_matches()
+
+
+def test_damage_the_sidecar_cannot_see_is_repaired_when_duckdb_refuses_the_file(
+        make_settings, store, source_path, assert_snapshot_matches):
+    """Same size and mtime, a broken header: only DuckDB notices; the file is repaired by hash."""
+    settings = make_settings()
+    run_sync(settings)
+    path = settings.etl_state_dir / "snapshot.duckdb"
+    stat = path.stat()
+    with path.open("r+b") as fh:
+        fh.write(b"\xff" * 4096)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    mutate_demo_source(source_path, fraction=0.02, seed=7)
+    assert run_sync(settings)["status"] == "published"
     assert_snapshot_matches()
 
 
 def test_retention_keeps_newest_and_the_published_one(make_settings, store, source_path):
-    settings = make_settings(history_keep=2)
+    settings = make_settings(history_keep=2, gc_grace_seconds=0)
     for i in range(4):
         with sqlite3.connect(source_path) as con:
             con.execute("UPDATE orders SET status = ?, updated_at = ? WHERE id = 1",
@@ -141,7 +179,9 @@ def test_retention_keeps_newest_and_the_published_one(make_settings, store, sour
         assert run_sync(settings)["status"] == "published"
     manifest, _ = read_manifest(store)
     keys = [o.key for o in store.list(HISTORY_PREFIX)]
-    assert len(keys) == 2 and manifest.database_key in keys
+    assert len(keys) == 2 and manifest.index_key in keys
+    referenced = {d for key in keys for d in read_index(store, key).chunks}
+    assert {o.key for o in store.list(CHUNKS_PREFIX)} == {chunk_key(d) for d in referenced}
 
 
 def test_views_file_is_created_in_each_snapshot(make_settings, store, tmp_path):
@@ -151,7 +191,7 @@ def test_views_file_is_created_in_each_snapshot(make_settings, store, tmp_path):
     run_sync(make_settings(views_path=views))
     manifest, _ = read_manifest(store)
     local = tmp_path / "v.db"
-    store.download_file(manifest.database_key, local)
+    fetch_snapshot(store, manifest, local)
     with duckdb.connect(str(local), read_only=True) as con:
         total = con.execute("SELECT total_items FROM v_inventory_summary").fetchone()[0]
         assert total == con.execute("SELECT count(*) FROM inventory").fetchone()[0]
@@ -181,7 +221,7 @@ def test_switching_detection_mode_is_published_once_then_incremental(make_settin
 def _published_file(store, tmp_path, name: str):  # noqa: ANN001, ANN202
     manifest, _ = read_manifest(store)
     local = tmp_path / f"{name}-{manifest.version}.db"
-    store.download_file(manifest.database_key, local)
+    fetch_snapshot(store, manifest, local)
     return manifest, local
 
 
@@ -207,22 +247,22 @@ def test_many_incremental_runs_build_on_copies_and_still_equal_the_source(
 
 def test_snapshot_that_grew_past_the_threshold_is_rewritten_compactly(
         make_settings, store, tmp_path, source_path, monkeypatch, assert_snapshot_matches):
-    from analytics_etl import pipeline
+    from analytics_etl import build
     from analytics_etl.local_snapshot import LocalSnapshot
 
     settings = make_settings()
     run_sync(settings)
-    first = LocalSnapshot(settings.etl_state_dir).read_state()
+    first = LocalSnapshot(settings.etl_state_dir, chunk_size=settings.chunk_size).read_state()
     assert first.compact_size == first.size, "a first load is the compact reference"
     mutate_demo_source(source_path, fraction=0.05, seed=61)
     run_sync(settings)
-    copied = LocalSnapshot(settings.etl_state_dir).read_state()
+    copied = LocalSnapshot(settings.etl_state_dir, chunk_size=settings.chunk_size).read_state()
     assert copied.compact_size == first.compact_size, "an ordinary run publishes the grown copy"
 
-    monkeypatch.setattr(pipeline, "COMPACT_GROWTH", 0.5)  # any size is now past the threshold
+    monkeypatch.setattr(build, "COMPACT_GROWTH", 0.5)  # any size is now past the threshold
     mutate_demo_source(source_path, fraction=0.05, seed=62)
     assert run_sync(settings)["status"] == "published"
-    compacted = LocalSnapshot(settings.etl_state_dir).read_state()
+    compacted = LocalSnapshot(settings.etl_state_dir, chunk_size=settings.chunk_size).read_state()
     manifest, _ = read_manifest(store)
     assert compacted.compact_size == compacted.size == manifest.size_bytes
     assert_snapshot_matches()
@@ -236,26 +276,3 @@ def test_table_removed_from_config_leaves_the_snapshot(make_settings, store, tmp
     with duckdb.connect(str(local), read_only=True) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert tables == {"inventory", "products", "orders", "transactions"}
-
-
-def test_a_build_that_changes_while_it_is_hashed_is_not_published(make_settings, store, source_path, monkeypatch):
-    # The database closes while the file is hashed; closing after a checkpoint writes
-    # nothing, but if it ever did the manifest's sha256 would be wrong.
-    settings = make_settings()
-    run_sync(settings)
-    first, _ = read_manifest(store)
-    mutate_demo_source(source_path, fraction=0.05, seed=5)
-    close = WorkingDatabase.close
-
-    def close_and_write(self):  # noqa: ANN001, ANN202
-        close(self)
-        with open(self.path, "ab") as fh:
-            fh.write(b"\0" * 4096)
-
-    monkeypatch.setattr(WorkingDatabase, "close", close_and_write)
-    monkeypatch.setattr(pipeline, "COMPACT_GROWTH", 100.0)  # publish the copy itself, not a rewrite
-    with pytest.raises(IntegrityError, match="changed while it was hashed"):
-        run_sync(settings)
-    monkeypatch.undo()
-    assert read_manifest(store)[0].version == first.version
-    assert run_sync(settings)["status"] == "published"

@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 from analytics_etl.pipeline import run_sync
 from analytics_etl.working import WorkingDatabase
 from analytics_shared.manifest import read_manifest
+from analytics_shared.snapshot_files import fetch_snapshot
 
 pytestmark = pytest.mark.postgres
 
@@ -146,7 +147,7 @@ def snapshot_path(store, tmp_path: Path) -> Path:
     assert manifest is not None
     local = tmp_path / f"pg-check-{manifest.version}.duckdb"
     if not local.exists():
-        store.download_file(manifest.database_key, local)
+        fetch_snapshot(store, manifest, local)
     return local
 
 

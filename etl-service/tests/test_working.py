@@ -147,14 +147,6 @@ def test_a_key_read_twice_keeps_its_changed_version(db, cursor):
     assert rows(db)[0] == (1, "a2", 1.0, T3) and [r[0] for r in rows(db)] == [1, 2, 3, 4, 5]
 
 
-def test_writeback_runs_in_the_background_and_tolerates_a_vanished_file(tmp_path):
-    db = WorkingDatabase(tmp_path / "gone.duckdb")
-    db.close()
-    db.start_writeback().join()
-    (tmp_path / "gone.duckdb").unlink()
-    db.start_writeback().join()  # an error in the thread would fail the test (warnings are errors)
-
-
 def test_memory_limit_reaches_duckdb(tmp_path: Path) -> None:
     limited = WorkingDatabase(tmp_path / "limited.duckdb", memory_limit="256MB")
     try:

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import ByteSize, TypeAdapter
 
 from analytics_api.config import ApiSettings, get_settings as get_api_settings
 from analytics_etl.config import EtlSettings, get_settings as get_etl_settings
@@ -77,6 +78,8 @@ def test_documented_defaults_match_the_code(repo: Path, helpers, service: str) -
         if field is None or name in ("ETL_STATE_DIR", "QUERY_WHITELIST_PATH", "SNAPSHOT_CACHE_DIR"):
             continue  # gunicorn settings, or paths the image sets (documented with the image's value)
         default = field.default
+        if isinstance(default, ByteSize):  # a size may be shown as 256KiB: compare the bytes
+            shown = str(TypeAdapter(ByteSize).validate_python(shown))
         rendered = str(default).lower() if isinstance(default, bool) else str(default)
         if isinstance(default, float) and default.is_integer():
             rendered = str(int(default))

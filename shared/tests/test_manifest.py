@@ -58,7 +58,9 @@ def test_new_version_format() -> None:
     version, key = new_version(now)
     m = re.fullmatch(r"2024-05-06T07:08:09Z-([0-9a-f]{6})", version)
     assert m, version
-    assert key == f"history/analytics_2024-05-06_07-08-09_{m.group(1)}.db"
+    assert key == f"history/analytics_2024-05-06_07-08-09_{m.group(1)}.index.json"
+    version, key = new_version(now, format_version=1)
+    assert key.endswith(f"_{version[-6:]}.db")
 
 
 def test_new_version_converts_to_utc() -> None:
@@ -72,9 +74,11 @@ def test_new_version_default_now_and_unique() -> None:
     v1, k1 = new_version()
     v2, k2 = new_version()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ-[0-9a-f]{6}", v1)
-    assert re.fullmatch(r"history/analytics_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[0-9a-f]{6}\.db", k1)
+    assert re.fullmatch(r"history/analytics_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[0-9a-f]{6}\.index\.json", k1)
     assert (v1, k1) != (v2, k2)
-    _manifest(version=v1, database_key=k1)  # what new_version makes, the manifest accepts
+    # what new_version makes, the manifest accepts
+    _manifest(version=v1, format_version=2, database_key=None, index_key=k1)
+    _manifest(version=v2, database_key=new_version(format_version=1)[1])
 
 
 # --- read/write (CAS) on both stores -----------------------------------------
@@ -140,7 +144,13 @@ def _table_rows(rows: int) -> dict[str, Any]:
         pytest.param(json.dumps(_without("sha256")).encode(), id="missing-sha256"),
         pytest.param(json.dumps(_without("database_key")).encode(), id="missing-database_key"),
         pytest.param(json.dumps(_without("tables")).encode(), id="missing-tables"),
-        pytest.param(json.dumps(_valid(format_version=2)).encode(), id="format-version-2"),
+        pytest.param(json.dumps(_valid(format_version=3)).encode(), id="format-version-3"),
+        pytest.param(json.dumps(_valid(format_version=2)).encode(), id="format-2-without-index_key"),
+        pytest.param(json.dumps(_valid(index_key="history/a.index.json")).encode(), id="format-1-with-index_key"),
+        pytest.param(json.dumps(_valid(format_version=2, database_key=None, index_key="chunks/a")).encode(),
+                     id="index-outside-history"),
+        pytest.param(json.dumps(_valid(format_version=2, database_key=None,
+                                       index_key="history/../chunks/x.index.json")).encode(), id="index-dotdot"),
         pytest.param(json.dumps(_valid(sha256="A" * 64)).encode(), id="sha256-uppercase"),
         pytest.param(json.dumps(_valid(sha256="a" * 63)).encode(), id="sha256-short"),
         pytest.param(json.dumps(_valid(sha256="g" * 64)).encode(), id="sha256-not-hex"),
@@ -158,8 +168,30 @@ def test_malformed_manifests(body: bytes) -> None:
 
 
 def test_format_version_error_is_explained() -> None:
-    with pytest.raises(ManifestError, match="format_version"):
+    with pytest.raises(ManifestError, match="format_version 3 .this code reads 1 and 2"):
+        parse_manifest(json.dumps(_valid(format_version=3)).encode())
+    with pytest.raises(ManifestError, match="format 2 needs index_key"):
         parse_manifest(json.dumps(_valid(format_version=2)).encode())
+
+
+def test_both_formats_name_their_history_object() -> None:
+    one = _manifest()
+    two = _manifest(format_version=2, database_key=None, index_key="history/analytics_x.index.json",
+                    published_at="2024-05-06T07:08:10Z")
+    assert one.object_key == one.database_key and one.published_at is None
+    assert two.object_key == "history/analytics_x.index.json" and two.database_key is None
+    assert two.published_at == datetime(2024, 5, 6, 7, 8, 10, tzinfo=UTC)
+
+
+def test_written_manifest_carries_only_its_format_s_key(store: ObjectStore) -> None:
+    """A format-1 manifest stays readable by API hosts that predate format 2 (no index_key)."""
+    write_manifest(store, _manifest(), expected_etag=None)
+    assert "index_key" not in json.loads(store.get(MANIFEST_KEY).data)
+    two = _manifest(version="v2", format_version=2, database_key=None, index_key="history/a.index.json")
+    write_manifest(store, two, expected_etag=read_manifest(store)[1])
+    body = json.loads(store.get(MANIFEST_KEY).data)
+    assert "database_key" not in body and body["index_key"] == "history/a.index.json"
+    assert read_manifest(store)[0] == two
 
 
 def test_valid_manifest_with_unknown_fields_parses() -> None:

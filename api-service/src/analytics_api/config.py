@@ -43,6 +43,7 @@ class ApiSettings(StorageSettings):
 
     snapshot_poll_seconds: float = Field(10.0, gt=0)
     snapshot_cache_dir: Path = Path(tempfile.gettempdir()) / "analytics-snapshots"
+    snapshot_fetch_concurrency: int = Field(8, ge=1, le=64)  # parallel chunk GETs while loading a version
     duckdb_memory_limit: MemorySize = "1GB"
     duckdb_threads: int = Field(0, ge=0)  # 0: the host's cores shared out among WEB_CONCURRENCY workers
 

@@ -16,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from analytics_api.config import ApiSettings, get_settings
 from analytics_api.handlers import install_error_handlers
-from analytics_api.metrics import SNAPSHOT_CREATED, SNAPSHOT_SWAPS
+from analytics_api.metrics import SNAPSHOT_CREATED, SNAPSHOT_DELAY, SNAPSHOT_SWAPS
 from analytics_api.middleware import RequestContextMiddleware
 from analytics_api.routes import health, metrics, query, schema, snapshot
 from analytics_api.services import build_services
@@ -35,6 +35,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     def record_swap(snap) -> None:  # noqa: ANN001
         SNAPSHOT_SWAPS.labels("loaded").inc()
         SNAPSHOT_CREATED.set(snap.manifest.created_at.timestamp())
+        published = snap.manifest.published_at or snap.manifest.created_at
+        SNAPSHOT_DELAY.observe(max(0.0, (snap.loaded_at - published).total_seconds()))
 
     services.snapshots.on_swap.append(record_swap)
     services.snapshots.on_reject.append(lambda version, exc: SNAPSHOT_SWAPS.labels("rejected").inc())

@@ -22,6 +22,11 @@ INLINE_QUERIES = Counter("analytics_api_inline_queries_total",
 RESULT_CACHE = Counter("analytics_api_result_cache_total", "Result cache lookups", ["result"])
 REJECTED = Counter("analytics_api_queries_rejected_total", "Queries refused by the whitelist or limits", ["code"])
 SNAPSHOT_SWAPS = Counter("analytics_api_snapshot_loads_total", "Snapshot load attempts", ["result"])
+SNAPSHOT_BYTES = Counter("analytics_api_snapshot_bytes_downloaded_total",
+                         "Bytes fetched from the object store to load snapshots (chunks, indexes, whole files)")
+SNAPSHOT_DELAY = Histogram("analytics_api_snapshot_swap_delay_seconds",
+                           "Seconds from a manifest being published to this worker serving its version",
+                           buckets=(0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800))
 SNAPSHOT_CREATED = Gauge("analytics_api_snapshot_created_timestamp_seconds",
                          "created_at of the snapshot being served (oldest over workers)",
                          multiprocess_mode="livemin")

@@ -13,6 +13,7 @@ from analytics_api.query.guard import SqlGuard
 from analytics_api.snapshots.database import open_hardened, read_columns
 from analytics_api.whitelist import Whitelist, load_whitelist
 from analytics_shared.manifest import read_manifest
+from analytics_shared.snapshot_files import fetch_snapshot
 from analytics_shared.storage import LocalStore
 
 WHITELIST_PATH = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "query_whitelist.json"
@@ -35,7 +36,7 @@ def snapshot_file(demo_template: Path, tmp_path_factory: pytest.TempPathFactory)
     manifest, _ = read_manifest(store)
     assert manifest is not None
     path = tmp_path_factory.mktemp("guard-snapshot") / "snapshot.db"
-    store.download_file(manifest.database_key, path)
+    fetch_snapshot(store, manifest, path)
     return path
 
 

@@ -13,6 +13,9 @@ from analytics_api.query.serialize import _json_default, rows_as_dicts
 from analytics_api.query.small_results import ShapeHints, is_plain
 from analytics_api.query.watchdog import Watchdog
 from analytics_api.snapshots.database import Snapshot
+from analytics_api.snapshots.files import LocalCopy
+from analytics_shared.assemble import FetchStats
+from analytics_shared.chunks import LocalChunks
 from analytics_shared.manifest import read_manifest
 from analytics_shared.storage import LocalStore
 
@@ -51,7 +54,8 @@ LEFT_TO_ARROW = [
 def snapshot(snapshot_file: Path, hardened: duckdb.DuckDBPyConnection, demo_template: Path,
              snapshot_schema: dict[str, dict[str, str]]) -> Snapshot:
     manifest, _ = read_manifest(LocalStore(demo_template / "store"))
-    return Snapshot(manifest=manifest, path=snapshot_file, conn=hardened, schema=snapshot_schema)
+    return Snapshot(manifest=manifest, local=LocalCopy(snapshot_file, LocalChunks(snapshot_file), FetchStats()),
+                    conn=hardened, schema=snapshot_schema)
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,13 @@ import pyarrow.parquet as pq
 import io
 
 from analytics_shared.manifest import read_manifest
+from analytics_shared.snapshot_files import fetch_snapshot
 
 
 def snapshot_rows(store, tmp_path, sql: str, params=None) -> list[tuple]:  # noqa: ANN001
     manifest, _ = read_manifest(store)
     path = tmp_path / "direct.db"
-    store.download_file(manifest.database_key, path)
+    fetch_snapshot(store, manifest, path)
     with duckdb.connect(str(path), read_only=True) as con:
         return con.execute(sql, params).fetchall()
 

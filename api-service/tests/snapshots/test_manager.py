@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from pathlib import Path
@@ -9,20 +10,23 @@ from pathlib import Path
 import pytest
 
 from analytics_api.snapshots.manager import SnapshotManager
+from analytics_shared.chunks import CHUNKS_PREFIX, chunk_key, read_index
 from analytics_shared.manifest import MANIFEST_KEY, read_manifest
+from analytics_shared.snapshot_files import fetch_snapshot
 from analytics_shared.storage import LocalStore
 
 TABLES = ["customers", "inventory", "orders", "products", "transactions"]
 
 
 class CountingStore(LocalStore):
-    """The real local store, counting snapshot downloads."""
+    """The real local store, counting chunk downloads."""
 
     downloads = 0
 
-    def download_file(self, key: str, path: Path) -> None:
-        type(self).downloads += 1
-        super().download_file(key, path)
+    def get_bytes(self, key: str) -> bytes:
+        if key.startswith(CHUNKS_PREFIX):
+            type(self).downloads += 1
+        return super().get_bytes(key)
 
 
 def manager_for(store: LocalStore, cache: Path) -> SnapshotManager:
@@ -77,7 +81,8 @@ def test_workers_on_one_host_share_one_download(store, tmp_path) -> None:  # noq
     CountingStore.downloads = 0
     a, b = manager_for(counting, tmp_path / "cache"), manager_for(counting, tmp_path / "cache")
     assert a.refresh() and b.refresh()
-    assert CountingStore.downloads == 1
+    manifest, _ = read_manifest(counting)
+    assert CountingStore.downloads == len(set(read_index(counting, manifest.index_key).chunks))
     assert a.current.path == b.current.path
     a.stop()
     b.stop()
@@ -99,54 +104,88 @@ def test_nothing_published_yet_is_503_then_ready_after_the_first_sync(make_clien
     assert client.get("/query", params={"q": "SELECT count(*) AS n FROM orders"}, headers=auth).status_code == 200
 
 
-def _break(kind: str, store: LocalStore) -> str:
+def _new_version(store: LocalStore, data: bytes, *, corrupt: int | None = None, missing: int | None = None,
+                 **update: object) -> dict:
+    """Store `data` as a new format-2 version's chunks and index; chunk `corrupt` is stored with
+    wrong bytes, chunk `missing` not at all. Returns the manifest update naming it."""
+    manifest, _ = read_manifest(store)
+    index = read_index(store, manifest.index_key)
+    size = index.chunk_size
+    digests = []
+    for position, offset in enumerate(range(0, len(data), size)):
+        block = data[offset:offset + size]
+        digests.append(hashlib.sha256(block).hexdigest())
+        if position != missing:
+            store.put(chunk_key(digests[-1]), block[::-1] if position == corrupt else block)
+    version = manifest.version + "-bad"
+    new_index = index.model_copy(update={"version": version, "size_bytes": len(data), "chunks": digests,
+                                         "sha256": hashlib.sha256(data).hexdigest(), **update})
+    key = f"history/{version}.index.json"
+    store.put(key, new_index.model_dump_json().encode())
+    return {"version": version, "index_key": key, "sha256": new_index.sha256, "size_bytes": len(data)}
+
+
+def _break(kind: str, store: LocalStore, tmp_path: Path) -> str:
     """Publish a bad new manifest of the given kind; returns the expected log/error fragment."""
     manifest, etag = read_manifest(store)
     root = Path(store.url.removeprefix("file://"))
     if kind == "malformed":
-        (root / MANIFEST_KEY).write_text('{"format_version": 1, "version": 42')
+        (root / MANIFEST_KEY).write_text('{"format_version": 2, "version": 42')
         return "malformed manifest"
     if kind == "unknown_format":
         data = json.loads((root / MANIFEST_KEY).read_text())
         data["format_version"] = 99
         (root / MANIFEST_KEY).write_text(json.dumps(data))
         return "format_version"
-    new_key = manifest.database_key.replace(".db", "-bad.db")
-    source = root / manifest.database_key
-    target = root / new_key
-    update: dict = {"version": manifest.version + "-bad", "database_key": new_key}
-    if kind == "corrupt":  # same size, different bytes
-        data = bytearray(source.read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        target.write_bytes(bytes(data))
-        expected = "sha256"
-    elif kind == "truncated":
-        target.write_bytes(source.read_bytes()[: manifest.size_bytes // 2])
-        expected = "bytes"
-    elif kind == "missing":
-        expected = "not found"
+    served = tmp_path / "served.db"
+    fetch_snapshot(store, manifest, served)
+    changed = bytearray(served.read_bytes())
+    changed[len(changed) // 2] ^= 0xFF  # a new version differing in one chunk
+    changed = bytes(changed)
+    middle = len(changed) // 2 // read_index(store, manifest.index_key).chunk_size
+    if kind == "corrupt_chunk":  # the one new chunk's bytes in the store are not what its name says
+        update, expected = _new_version(store, changed, corrupt=middle), "corrupt"
+    elif kind == "missing_chunk":  # e.g. collected by a GC that was wrongly configured
+        update, expected = _new_version(store, changed, missing=middle), "missing"
+    elif kind == "index_lies":  # chunks all verify, but they are not the file the index promises
+        update = _new_version(store, changed)
+        update["sha256"] = "0" * 64
+        index = json.loads((root / update["index_key"]).read_text())
+        (root / update["index_key"]).write_text(json.dumps({**index, "sha256": "0" * 64}))
+        expected = "does not match its index"
+    elif kind == "truncated_index":
+        update = _new_version(store, changed)
+        path = root / update["index_key"]
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        expected = "malformed chunk index"
+    elif kind == "missing_index":
+        update = {"version": manifest.version + "-bad", "index_key": "history/never-written.index.json"}
+        expected = "missing"
     elif kind == "incompatible":
-        target.write_bytes(source.read_bytes())
-        update["duckdb_version"] = "99.1.0"
+        update = {**_new_version(store, changed), "duckdb_version": "99.1.0"}
         expected = "cannot read it"
     elif kind == "not_duckdb":  # verifies (sha and size match) but is not a database
-        from analytics_shared.snapshot_files import sha256_file
-
-        target.write_bytes(b"this is not a duckdb file\n" * 100)
-        update.update(sha256=sha256_file(target), size_bytes=target.stat().st_size)
-        expected = "cannot open snapshot"
+        update, expected = _new_version(store, b"this is not a duckdb file\n" * 100), "cannot open snapshot"
+    elif kind in ("corrupt_file", "truncated_file", "missing_file"):  # format 1: one whole file
+        key = f"history/{manifest.version}-bad.db"
+        data = {"corrupt_file": changed, "truncated_file": changed[: len(changed) // 2]}.get(kind)
+        if data is not None:
+            (root / key).write_bytes(data)
+        update = {"format_version": 1, "version": manifest.version + "-bad", "database_key": key, "index_key": None}
+        expected = {"corrupt_file": "sha256", "truncated_file": "bytes", "missing_file": "not found"}[kind]
     else:
         raise AssertionError(kind)
     (root / MANIFEST_KEY).write_text(manifest.model_copy(update=update).model_dump_json())
     return expected
 
 
-@pytest.mark.parametrize("kind", ["malformed", "unknown_format", "corrupt", "truncated", "missing",
-                                  "incompatible", "not_duckdb"])
-def test_bad_new_snapshot_is_rejected_and_the_old_keeps_serving(client, auth, store, kind) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("kind", ["malformed", "unknown_format", "corrupt_chunk", "missing_chunk", "index_lies",
+                                  "truncated_index", "missing_index", "incompatible", "not_duckdb",
+                                  "corrupt_file", "truncated_file", "missing_file"])
+def test_bad_new_snapshot_is_rejected_and_the_old_keeps_serving(client, auth, store, kind, tmp_path) -> None:  # noqa: ANN001
     manager = client.app.state.services.snapshots
     serving = manager.current.version
-    expected = _break(kind, store)
+    expected = _break(kind, store, tmp_path)
     assert manager.refresh() is False
     assert manager.current.version == serving
     assert expected.lower() in (manager.last_error or "").lower(), manager.last_error
@@ -158,12 +197,12 @@ def test_bad_new_snapshot_is_rejected_and_the_old_keeps_serving(client, auth, st
     assert manager.refresh() is False and manager.current.version == serving
 
 
-def test_recovers_when_a_good_snapshot_follows_a_bad_one(client, auth, store, demo, publish) -> None:  # noqa: ANN001
+def test_recovers_when_a_good_snapshot_follows_a_bad_one(client, auth, store, demo, publish, tmp_path) -> None:  # noqa: ANN001
     manager = client.app.state.services.snapshots
     manifest, _ = read_manifest(store)
     root = Path(store.url.removeprefix("file://"))
     good = (root / MANIFEST_KEY).read_text()
-    _break("corrupt", store)
+    _break("corrupt_chunk", store, tmp_path)
     assert manager.refresh() is False
     (root / MANIFEST_KEY).write_text(good)  # operator rolls the manifest back
     change_source(demo)
@@ -171,3 +210,86 @@ def test_recovers_when_a_good_snapshot_follows_a_bad_one(client, auth, store, de
     assert manager.refresh() is True
     r = client.get("/query", params={"q": "SELECT count(*) AS n FROM orders WHERE id > 1000000"}, headers=auth)
     assert r.json()["data"] == [{"n": 10}]
+
+
+# ------------------------------------------------------------------ chunks (manifest format 2)
+
+
+def publish_with(demo: Path, **overrides: object) -> dict:
+    from analytics_etl.config import get_settings as get_etl_settings
+    from analytics_etl.pipeline import run_sync
+
+    settings = get_etl_settings(source_url=f"sqlite:///{demo / 'source.db'}", storage_url=f"file://{demo / 'store'}",
+                                etl_state_dir=demo / "state", cursor_lag_seconds=60, **overrides)
+    return run_sync(settings)
+
+
+def chunks_of(store: LocalStore) -> list[str]:
+    manifest, _ = read_manifest(store)
+    return read_index(store, manifest.index_key).chunks
+
+
+def test_a_new_version_reuses_the_served_file_and_fetches_only_new_chunks(demo, store, publish, tmp_path) -> None:  # noqa: ANN001
+    counting = CountingStore(Path(store.url.removeprefix("file://")))
+    manager = manager_for(counting, tmp_path / "cache")
+    assert manager.refresh()
+    before = set(chunks_of(store))
+    change_source(demo)
+    assert publish()["status"] == "published"
+    new = chunks_of(store)
+    CountingStore.downloads = 0
+    assert manager.refresh()
+    assert count_orders(manager) > 0
+    fetched = set(new) - before
+    assert 0 < CountingStore.downloads == len(fetched) < len(new)
+    stats = manager.current.local.stats
+    assert (stats.chunks, stats.reused) == (len(new), len(new) - len(fetched))
+    manager.stop()
+
+
+def test_a_restarted_host_starts_from_the_file_it_already_has(demo, store, publish, tmp_path) -> None:  # noqa: ANN001
+    counting = CountingStore(Path(store.url.removeprefix("file://")))
+    first = manager_for(counting, tmp_path / "cache")
+    assert first.refresh()
+    first._stop.set()  # a process that died: its file stays in the cache  # noqa: SLF001
+    before = set(chunks_of(store))
+    change_source(demo)
+    publish()
+    CountingStore.downloads = 0
+    second = manager_for(counting, tmp_path / "cache")
+    assert second.refresh()
+    assert CountingStore.downloads == len(set(chunks_of(store)) - before)
+    second.stop()
+
+
+def test_moving_from_format_1_to_format_2_reuses_the_whole_file_served(demo, store, tmp_path) -> None:  # noqa: ANN001
+    """The upgrade order: API hosts first (they read both formats), then the ETL."""
+    counting = CountingStore(Path(store.url.removeprefix("file://")))
+    change_source(demo)
+    assert publish_with(demo, manifest_format=1)["status"] == "published"
+    manager = manager_for(counting, tmp_path / "cache")
+    assert manager.refresh() and manager.current.manifest.format_version == 1
+    with sqlite3.connect(demo / "source.db") as con:
+        con.execute("UPDATE orders SET status = 'moved', updated_at = datetime('now') WHERE id = 3")
+    CountingStore.downloads = 0
+    assert publish_with(demo)["status"] == "published"
+    assert manager.refresh() and manager.current.manifest.format_version == 2
+    assert CountingStore.downloads < len(chunks_of(store)), "chunks of the format-1 file are reused"
+    manager.stop()
+
+
+def test_snapshot_endpoint_and_metrics_report_the_chunked_load(client, auth, demo, publish) -> None:  # noqa: ANN001
+    change_source(demo)
+    publish()
+    manager = client.app.state.services.snapshots
+    assert manager.refresh()
+    body = client.get("/snapshot", headers=auth).json()
+    chunks = body["chunks"]
+    assert body["format_version"] == 2 and chunks["count"] == len(manager.current.local.chunks.digests)
+    assert 0 < chunks["reused"] < chunks["count"] and 0 < chunks["reused_share"] < 1
+    assert chunks["downloaded_bytes"] > 0
+    metrics = client.get("/metrics").text
+    downloaded = next(line for line in metrics.splitlines()
+                      if line.startswith("analytics_api_snapshot_bytes_downloaded_total "))
+    assert float(downloaded.split()[1]) >= chunks["downloaded_bytes"]
+    assert "analytics_api_snapshot_swap_delay_seconds_count" in metrics

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import quote_plus
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, ByteSize, Field, model_validator
 
+from analytics_shared.chunks import check_chunk_size
 from analytics_shared.settings import MemorySize, StorageSettings, load_settings
+
+# "256KiB", "1MiB" or bytes; a multiple of DuckDB's 256 KiB block.
+ChunkSize = Annotated[ByteSize, AfterValidator(check_chunk_size)]
 
 
 class EtlSettings(StorageSettings):
@@ -26,6 +30,14 @@ class EtlSettings(StorageSettings):
     cursor_lag_seconds: int = Field(300, ge=0)
     delete_reconcile_every: int = Field(10, ge=0)
     history_keep: int = Field(24, ge=1)
+    # Format 2 (chunks) by default; 1 keeps publishing whole files for API hosts not yet upgraded.
+    manifest_format: Literal[1, 2] = 2
+    chunk_size: ChunkSize = ByteSize(256 * 1024)
+    upload_concurrency: int = Field(8, ge=1, le=64)
+    # A superseded version (its index and chunks) stays at least this long, so a reader still
+    # loading it finishes; unreferenced chunks younger than this are never deleted, and the
+    # chunk garbage collection runs at most once per this period.
+    gc_grace_seconds: int = Field(3600, ge=0)
     etl_state_dir: Path = Path("./data/etl-state")
     batch_size: int = Field(50_000, ge=100)
     duckdb_memory_limit: MemorySize = ""  # empty: DuckDB's default, 80% of the machine's RAM

@@ -1,17 +1,19 @@
-"""The ETL's local state (ETL_STATE_DIR): the snapshot it last published, kept byte for byte.
+"""The ETL's local state (ETL_STATE_DIR): the snapshot it last published, which the next
+run builds on in place.
 
-Each run copies that file into the outbox, applies only this run's changes to the
-copy and publishes the copy. The cost of a run then follows the size of the change
-(plus one plain file copy), not the size of the database. The kept file is never
-opened for writing, and it never shares its inode with a history object (a local
-store may hard-link the published file, see LocalStore.upload_file(link_ok=True)): whatever
-happens to the local file cannot reach what readers download.
+Each run opens `snapshot.duckdb` for writing and applies only its changes, so a run costs
+the size of its change, not of the database: no copy of the file, and (format 2) only the
+chunks DuckDB rewrote are hashed and uploaded. The file is a cache of what the store
+holds. A sidecar (snapshot.json) says which published version the file is, the digests
+and marks of its chunks, and the file's identity (inode, size, mtime).
 
-A sidecar (snapshot.json) says which published version the file is and records the
-file's identity (inode, size, mtime): a file that is missing, replaced or touched
-behind our back is not trusted, it is restored from the store (a verified download).
-Nothing here can drift from what was published: the file only becomes the base
-after its manifest was written.
+The file is trusted as the published version only while the sidecar says so and is
+clean. Before DuckDB opens it for writing, the sidecar is marked dirty; it is clean again
+only once a new version was published from it, or the run changed nothing. A file that is
+dirty (a run failed, lost the manifest race or was killed), touched behind our back, or
+another version than the manifest's is brought back to the manifest's version from the
+store, reusing its own chunks that still match: a repair costs one pass over the file plus
+the chunks that differ. A new container downloads every chunk once.
 """
 
 from __future__ import annotations
@@ -19,20 +21,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
-import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from analytics_etl.chunk_publish import ChunkTable, mark_chunks, scan_file
+from analytics_shared.chunks import LocalChunks
 from analytics_shared.logging import get_logger
 from analytics_shared.manifest import Manifest
-from analytics_shared.snapshot_files import download_verified
+from analytics_shared.snapshot_files import fetch_snapshot
 from analytics_shared.storage import ObjectStore
 
 log = get_logger(__name__)
 SNAPSHOT_FILE = "snapshot.duckdb"
 SIDECAR_FILE = "snapshot.json"
-LEGACY_FILES = ("working.duckdb", "working.duckdb.wal")  # the pre-copy design's working database
+# Earlier designs' state: a working database, and an outbox of copies to build in.
+LEGACY = ("working.duckdb", "working.duckdb.wal", "outbox")
 
 
 @dataclass
@@ -44,6 +47,16 @@ class SnapshotState:
     mtime_ns: int
     # Size of the file right after the last full rewrite; growth beyond it triggers the next one.
     compact_size: int
+    chunks: ChunkTable = field(default_factory=lambda: ChunkTable(0))
+    # The store holds these chunks: the version was published in format 2 at this chunk size.
+    chunks_in_store: bool = False
+    dirty: bool = False
+
+    @classmethod
+    def from_json(cls, text: str) -> SnapshotState:
+        data = json.loads(text)
+        data["chunks"] = ChunkTable(**data["chunks"])
+        return cls(**data)
 
 
 def _identity(path: Path) -> tuple[int, int, int]:
@@ -52,93 +65,113 @@ def _identity(path: Path) -> tuple[int, int, int]:
 
 
 class LocalSnapshot:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, chunk_size: int, concurrency: int = 8) -> None:
         self.dir = state_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / SNAPSHOT_FILE
         self.sidecar = state_dir / SIDECAR_FILE
-        self.outbox = state_dir / "outbox"
-        for name in LEGACY_FILES:
+        self.chunk_size = chunk_size
+        self.concurrency = concurrency
+        for name in LEGACY:
             legacy = state_dir / name
             if legacy.exists():
                 log.info("state.legacy_removed", path=str(legacy))
-                legacy.unlink()
+                shutil.rmtree(legacy) if legacy.is_dir() else legacy.unlink()
 
     def read_state(self) -> SnapshotState | None:
-        """The sidecar, if it still describes the file on disk; None otherwise."""
+        """The sidecar, if there is a file it describes (dirty if the file changed since)."""
         try:
-            state = SnapshotState(**json.loads(self.sidecar.read_text()))
+            state = SnapshotState.from_json(self.sidecar.read_text())
         except FileNotFoundError:
             return None
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:
             log.warning("state.sidecar_corrupt", path=str(self.sidecar), error=str(exc))
             return None
         try:
             identity = _identity(self.path)
         except FileNotFoundError:
             return None
-        if identity != (state.inode, state.size, state.mtime_ns):
-            # Something other than this ETL wrote the file: keep it for inspection, trust the store.
-            log.warning("state.modified", path=str(self.path))
-            self.set_aside()
-            return None
+        if identity != (state.inode, state.size, state.mtime_ns) and not state.dirty:
+            log.warning("state.modified", path=str(self.path))  # written behind our back: repair it
+            state.dirty = True
         return state
-
-    def set_aside(self) -> None:
-        aside = self.path.with_suffix(f".corrupt-{int(time.time())}")
-        self.path.rename(aside)
-        self.sidecar.unlink(missing_ok=True)
-        log.warning("state.set_aside", moved_to=str(aside))
 
     def _write_state(self, state: SnapshotState) -> None:
         tmp = self.sidecar.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(state)))
         os.replace(tmp, self.sidecar)
 
-    def begin_build(self, store: ObjectStore, manifest: Manifest | None) -> tuple[Path, SnapshotState | None]:
-        """A fresh outbox file to build this run's snapshot in: a copy of the published
-        snapshot (restored from the store first when ours is not it), or a new empty file
-        before the first publish."""
-        shutil.rmtree(self.outbox, ignore_errors=True)  # never reuse: an old build may be a history object
-        self.outbox.mkdir(parents=True)
-        build = self.outbox / f"build-{uuid.uuid4().hex[:12]}.duckdb"
+    def prepare(self, store: ObjectStore, manifest: Manifest | None) -> SnapshotState | None:
+        """Make the file exactly the manifest's version; None (and no file) before the first publish."""
         if manifest is None:
-            return build, None
+            self.discard()
+            return None
         state = self.read_state()
-        if state is None or state.version != manifest.version:
-            log.info("state.restoring", local_version=state.version if state else None, version=manifest.version)
-            state = self.restore(store, manifest)
-        shutil.copyfile(self.path, build)
-        return build, state
+        if state is not None and not state.dirty and state.version == manifest.version:
+            return state
+        return self.restore(store, manifest, state)
 
-    def restore(self, store: ObjectStore, manifest: Manifest) -> SnapshotState:
+    def restore(self, store: ObjectStore, manifest: Manifest, state: SnapshotState | None) -> SnapshotState:
+        log.info("state.restoring", local_version=state.version if state else None, version=manifest.version,
+                 dirty=state.dirty if state else None)
+        base = None
+        if self.path.exists():  # a clean file's digests are known; any other is hashed before reuse
+            clean = state is not None and not state.dirty
+            base = LocalChunks(self.path, state.chunks.chunk_size, tuple(state.chunks.digests)) if clean \
+                else LocalChunks(self.path)
         tmp = self.dir / "snapshot.download"
-        tmp.unlink(missing_ok=True)
-        download_verified(store, manifest, tmp)
-        os.replace(tmp, self.path)
-        state = self._adopt_file(manifest, manifest.size_bytes)
-        log.info("state.restored", version=manifest.version)
-        return state
+        try:
+            fetched = fetch_snapshot(store, manifest, tmp, base=base, concurrency=self.concurrency)
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._wal.unlink(missing_ok=True)  # a killed run's log must not be replayed into this file
+        index = fetched.index
+        if index is not None and index.chunk_size == self.chunk_size:
+            chunks = ChunkTable(self.chunk_size, list(index.chunks), mark_chunks(self.path, self.chunk_size))
+        else:  # format 1, or another chunk size: our own table of the file, not (yet) in the store
+            chunks = scan_file(self.path, self.chunk_size).chunks
+        restored = self.adopt(manifest, chunks, chunks_in_store=index is not None and
+                              index.chunk_size == self.chunk_size, compact_size=manifest.size_bytes)
+        log.info("state.restored", version=manifest.version, chunks=fetched.stats.chunks,
+                 reused=fetched.stats.reused, downloaded_bytes=fetched.stats.downloaded_bytes)
+        return restored
 
-    def keep_copy(self, built: Path) -> Path:
-        """Our own copy of a build about to be published (made while it is hashed): the
-        build itself may become a history object (a hard link) that must never change."""
-        kept = self.outbox / "kept.duckdb"
-        kept.unlink(missing_ok=True)
-        shutil.copyfile(built, kept)
-        return kept
+    def begin_writing(self, state: SnapshotState | None) -> None:
+        """From here until adopt()/end_unchanged() the file is not the published version."""
+        if state is not None:
+            state.dirty = True
+            self._write_state(state)
 
-    def adopt(self, kept: Path, manifest: Manifest, compact_size: int) -> SnapshotState:
-        """Make the copy of the file just published the base of the next run."""
-        os.replace(kept, self.path)
-        return self._adopt_file(manifest, compact_size)
+    def end_unchanged(self, state: SnapshotState | None) -> None:
+        """A run that published nothing: clean again if DuckDB left the file as it was."""
+        if state is None or not self.path.exists():
+            return
+        if _identity(self.path) == (state.inode, state.size, state.mtime_ns):
+            state.dirty = False
+            self._write_state(state)
+        else:
+            log.info("state.left_dirty", path=str(self.path))  # the next run repairs it
 
-    def _adopt_file(self, manifest: Manifest, compact_size: int) -> SnapshotState:
+    def adopt(self, manifest: Manifest, chunks: ChunkTable, *, chunks_in_store: bool,
+              compact_size: int) -> SnapshotState:
+        """The file is now the published `manifest` version: the base of the next run."""
         inode, size, mtime_ns = _identity(self.path)
         state = SnapshotState(version=manifest.version, sha256=manifest.sha256, size=size, inode=inode,
-                              mtime_ns=mtime_ns, compact_size=compact_size)
+                              mtime_ns=mtime_ns, compact_size=compact_size, chunks=chunks,
+                              chunks_in_store=chunks_in_store)
         self._write_state(state)
         return state
 
-    def discard_builds(self) -> None:
-        shutil.rmtree(self.outbox, ignore_errors=True)
+    def invalidate(self) -> None:
+        """Distrust the file (DuckDB could not open it): the next prepare() repairs it by hash."""
+        self.sidecar.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        self.sidecar.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
+        self._wal.unlink(missing_ok=True)
+
+    @property
+    def _wal(self) -> Path:
+        return Path(f"{self.path}.wal")

@@ -1,9 +1,9 @@
-"""One sync: read the manifest, copy the snapshot it names, apply this run's changes
-to the copy table by table, and publish the copy.
+"""One sync: read the manifest, bring the kept local file to the version it names, apply
+this run's changes to that file table by table, and publish it.
 
-Watermarks are read from the published manifest, and every run starts from a copy
-of exactly the snapshot that manifest names: a run that fails to publish leaves
-nothing behind to reconcile, the next one re-reads the same changes.
+Watermarks are read from the published manifest, and every run starts from exactly the
+snapshot that manifest names (build.py): a run that fails to publish leaves nothing
+behind to reconcile, the next one repairs the file and re-reads the same changes.
 """
 
 from __future__ import annotations
@@ -11,54 +11,29 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 
-import duckdb
 import sqlalchemy as sa
 import structlog
 
 from analytics_etl import change_tracking as ct
+from analytics_etl.build import Build
 from analytics_etl.config import EtlSettings
 from analytics_etl.errors import SyncAborted, classify_source_error
 from analytics_etl.extract import (BatchBuilder, encode_watermark, select_primary_keys, select_rows,
                                    stream_batches, stream_full_table, watermark_order)
-from analytics_etl.local_snapshot import LocalSnapshot, SnapshotState
-from analytics_etl.publish import apply_retention, publish_manifest, write_run_record
+from analytics_etl.local_snapshot import LocalSnapshot
+from analytics_etl.publish import Published, publish_snapshot, write_run_record
 from analytics_etl.readahead import ReadAhead, select_changes, start_read_ahead
+from analytics_etl.retention import IndexCache, retain_and_collect
 from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables
 from analytics_etl.working import WorkingDatabase
-from analytics_shared.errors import AnalyticsError, IntegrityError
+from analytics_shared.errors import AnalyticsError
 from analytics_shared.logging import get_logger
-from analytics_shared.snapshot_files import sha256_file
-from analytics_shared.manifest import Column, Manifest, TableEntry, new_version, read_manifest
+from analytics_shared.manifest import Column, Manifest, TableEntry, read_manifest
 from analytics_shared.storage import ObjectStore, open_store
 
 log = get_logger(__name__)
-# A snapshot that grew this much past its size after the last full rewrite (deleted and
-# updated rows leave dead space in a copied file) is rewritten compactly instead.
-COMPACT_GROWTH = 1.5
-
-
-def open_build(local: LocalSnapshot, store: ObjectStore, manifest: Manifest | None,
-               memory_limit: str = "") -> tuple[WorkingDatabase, SnapshotState | None]:
-    """This run's database: a copy of the published snapshot. A local file that DuckDB cannot
-    open is moved aside and restored from the store once."""
-    build, base = local.begin_build(store, manifest)
-    try:
-        working = WorkingDatabase(build, memory_limit=memory_limit)
-    except duckdb.Error as exc:
-        if base is None:
-            raise
-        log.warning("state.corrupt", path=str(local.path), error=str(exc))
-        local.set_aside()
-        build, base = local.begin_build(store, manifest)
-        working = WorkingDatabase(build, memory_limit=memory_limit)
-    if base is not None:
-        working.start_writeback()
-    working.drop_views()
-    return working, base
 
 
 def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, working: WorkingDatabase,
@@ -74,7 +49,7 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
     incremental = (prev is not None and not drifted and current is not None and prev.watermark is not None
                    and prev.change_detection == spec.detection and spec.detection != "full")
     now = datetime.now(UTC)
-    runs_since = int(getattr(prev, "runs_since_reconcile", 0) or 0) + 1 if prev else 0
+    runs_since = prev.runs_since_reconcile + 1 if prev else 0
     watermark = prev.watermark if incremental else None
     reconciled_at = prev.reconciled_at if prev else None
     changed = 0
@@ -166,56 +141,25 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
     own_engine = engine is None
     engine = engine or create_source_engine(settings.source_url)
     record = SyncResult(run_id=run_id, started_at=datetime.now(UTC).isoformat(), status="running",
-                        tables={}, errors={})
-    working = ahead = None
-    local = LocalSnapshot(settings.etl_state_dir)
+                        tables={}, errors={}, uploaded_objects=0, uploaded_bytes=0)
+    ahead = None
     try:
         manifest, etag = read_manifest(store)
         specs, missing = reflect_tables(engine, settings.table_names, requested=settings.change_detection,
                                         cursor_column=settings.cursor_column)
         # stream_batches is looked up here, at run time, so a test can stand in for the source.
         ahead = start_read_ahead(engine, specs, manifest, settings, stream_batches)
-        working, base = open_build(local, store, manifest, settings.duckdb_memory_limit)
-        tables: dict[str, TableEntry] = {}
-        any_change = False
-        with engine.connect() as conn:
-            for qualified in settings.table_names:
-                if stop is not None and stop.is_set():
-                    raise SyncAborted("stop requested before publishing; nothing was published")
-                target = qualified.split(".")[-1]
-                prev = manifest.tables.get(target) if manifest else None
-                t0 = time.perf_counter()
-                try:
-                    if target in missing:
-                        raise AnalyticsError(missing[target])
-                    entry, changed = sync_table(specs[target], prev, conn, working, settings, ahead)
-                    any_change |= changed or prev is None or prev.status != "ok"
-                except Exception as exc:  # one table's failure must not block the others
-                    error = exc if isinstance(exc, AnalyticsError) else classify_source_error(exc)
-                    if conn.invalidated or conn.in_transaction():
-                        conn.rollback()
-                    log.error("table.failed", table=target, error=error.message, transient=error.transient,
-                              exc_info=not isinstance(exc, (AnalyticsError, sa.exc.SQLAlchemyError)))
-                    record["errors"][target] = error.message
-                    if prev is not None:
-                        entry = prev.model_copy(update={"status": "stale", "last_error": error.message})
-                        any_change |= prev.status != "stale" or prev.last_error != error.message
-                    else:
-                        continue
-                finally:
-                    ahead.discard(target)  # whatever happened, the reader moves on to the next table
-                tables[target] = entry
-                record["tables"][target] = {"rows": entry.rows, "status": entry.status,
-                                            "seconds": round(time.perf_counter() - t0, 3)}
-        if not tables:
-            raise AnalyticsError("no table could be synced: " + "; ".join(record["errors"].values()))
-        if not any_change and manifest is not None:
-            record["status"] = "unchanged"
-            log.info("sync.unchanged")
-            return record
-        record["manifest"] = _publish(settings, store, local, base, working, manifest, etag, tables,
-                                      engine).model_dump(mode="json")
-        working = None  # _publish closed it
+        local = LocalSnapshot(settings.etl_state_dir, chunk_size=settings.chunk_size,
+                              concurrency=settings.upload_concurrency)
+        with Build(local, store, manifest, memory_limit=settings.duckdb_memory_limit) as build:
+            tables, any_change = _sync_tables(settings, engine, specs, missing, manifest, build, ahead, stop, record)
+            if not any_change and manifest is not None:
+                record["status"] = "unchanged"
+                log.info("sync.unchanged")
+                return record
+            published = _publish(settings, store, build, manifest, etag, tables, engine)
+        record["manifest"] = published.manifest.model_dump(mode="json")
+        record["uploaded_objects"], record["uploaded_bytes"] = published.uploaded.objects, published.uploaded.bytes
         record["status"] = "published" if not record["errors"] else "published_with_stale_tables"
         return record
     except AnalyticsError as exc:
@@ -228,14 +172,50 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
         record["seconds"] = round(time.perf_counter() - started, 3)
         if ahead is not None:
             ahead.close()
-        if working is not None:
-            working.close()
-        local.discard_builds()
         if own_engine:
             engine.dispose()
         if record["status"] != "unchanged":
             _record_run(store, run_id, record)
         structlog.contextvars.unbind_contextvars("run_id")
+
+
+def _sync_tables(settings: EtlSettings, engine: sa.Engine, specs: dict[str, TableSpec], missing: dict[str, str],
+                 manifest: Manifest | None, build: Build, ahead: ReadAhead, stop: threading.Event | None,
+                 record: SyncResult) -> tuple[dict[str, TableEntry], bool]:
+    """Apply every table's changes to the build; (new manifest entries, whether anything changed)."""
+    tables: dict[str, TableEntry] = {}
+    any_change = False
+    with engine.connect() as conn:
+        for qualified in settings.table_names:
+            if stop is not None and stop.is_set():
+                raise SyncAborted("stop requested before publishing; nothing was published")
+            target = qualified.split(".")[-1]
+            prev = manifest.tables.get(target) if manifest else None
+            t0 = time.perf_counter()
+            try:
+                if target in missing:
+                    raise AnalyticsError(missing[target])
+                entry, changed = sync_table(specs[target], prev, conn, build.db, settings, ahead)
+                any_change |= changed or prev is None or prev.status != "ok"
+            except Exception as exc:  # one table's failure must not block the others
+                error = exc if isinstance(exc, AnalyticsError) else classify_source_error(exc)
+                if conn.invalidated or conn.in_transaction():
+                    conn.rollback()
+                log.error("table.failed", table=target, error=error.message, transient=error.transient,
+                          exc_info=not isinstance(exc, (AnalyticsError, sa.exc.SQLAlchemyError)))
+                record["errors"][target] = error.message
+                if prev is None:
+                    continue
+                entry = prev.model_copy(update={"status": "stale", "last_error": error.message})
+                any_change |= prev.status != "stale" or prev.last_error != error.message
+            finally:
+                ahead.discard(target)  # whatever happened, the reader moves on to the next table
+            tables[target] = entry
+            record["tables"][target] = {"rows": entry.rows, "status": entry.status,
+                                        "seconds": round(time.perf_counter() - t0, 3)}
+    if not tables:
+        raise AnalyticsError("no table could be synced: " + "; ".join(record["errors"].values()))
+    return tables, any_change
 
 
 def _record_run(store: ObjectStore, run_id: str, record: dict) -> None:
@@ -245,56 +225,23 @@ def _record_run(store: ObjectStore, run_id: str, record: dict) -> None:
         log.warning("run_record.failed", error=exc.message)
 
 
-def _hash_and_keep(snapshot: Path, working: WorkingDatabase, local: LocalSnapshot) -> tuple[str, Path]:
-    """The checkpointed file's sha256 and our own copy of it, made while the database closes:
-    all three release the GIL. Closing after a checkpoint leaves the file as it is; if it
-    did not, the hash would be wrong, so a changed file fails the publish."""
-    before = snapshot.stat()
-    with ThreadPoolExecutor(2) as pool:
-        closed = pool.submit(working.close)
-        kept = pool.submit(local.keep_copy, snapshot)
-        digest = sha256_file(snapshot)
-        closed.result()
-        kept = kept.result()
-    if Path(f"{snapshot}.wal").exists():  # readers open it read-only: a WAL would be ignored
-        raise IntegrityError(f"{snapshot} still has a WAL after its checkpoint")
-    after = snapshot.stat()
-    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-        raise IntegrityError(f"{snapshot} changed while it was hashed")
-    return digest, kept
-
-
-def _publish(settings: EtlSettings, store: ObjectStore, local: LocalSnapshot, base: SnapshotState | None,
-             working: WorkingDatabase, manifest: Manifest | None, etag: str | None,
-             tables: dict[str, TableEntry], engine: sa.Engine) -> Manifest:
+def _publish(settings: EtlSettings, store: ObjectStore, build: Build, manifest: Manifest | None,
+             etag: str | None, tables: dict[str, TableEntry], engine: sa.Engine) -> Published:
     views = settings.views_path.read_text() if settings.views_path else None
-    working.keep_only(list(tables))
-    working.create_views(views)
-    working.checkpoint()
-    snapshot = working.path
-    size = snapshot.stat().st_size
-    if base is not None and size > COMPACT_GROWTH * base.compact_size:
-        compact = snapshot.with_name("compact-" + snapshot.name)
-        working.export_snapshot(compact, list(tables), views)
-        working.close()
-        log.info("snapshot.compacted", size_bytes=size, compact_size_bytes=compact.stat().st_size,
-                 last_compact_size_bytes=base.compact_size)
-        snapshot.unlink()
-        snapshot, size = compact, compact.stat().st_size
-        compact_size = size
-    else:
-        # A first load is as compact as a rewrite (measured): it becomes the reference.
-        compact_size = base.compact_size if base is not None else size
-    digest, kept = _hash_and_keep(snapshot, working, local)
-    version, key = new_version()
-    new = Manifest(format_version=1, version=version, previous_version=manifest.version if manifest else None,
-                   created_at=datetime.now(UTC), database_key=key, sha256=digest,
-                   size_bytes=size, duckdb_version=duckdb.__version__,
-                   source=describe_source(engine), tables=tables)
-    publish_manifest(store, snapshot, new, etag)
-    local.adopt(kept, new, compact_size)
-    # Re-read the manifest: if another instance published since, its snapshot is protected too.
+    path = build.finish(list(tables), views)
+    published = publish_snapshot(
+        store, path, build.base, format_version=settings.manifest_format, chunk_size=settings.chunk_size,
+        concurrency=settings.upload_concurrency, expected_etag=etag,
+        previous_version=manifest.version if manifest else None, created_at=datetime.now(UTC),
+        source=describe_source(engine), tables=tables)
+    build.local.adopt(published.manifest, published.chunks, chunks_in_store=published.index is not None,
+                      compact_size=build.compact_size)
+    indexes = IndexCache(settings.etl_state_dir / "indexes")
+    if published.index is not None:
+        indexes.put(published.manifest.index_key, published.index)
+    # Re-read the manifest: if another instance published since, its version is protected too.
     latest, _ = read_manifest(store)
-    apply_retention(store, settings.history_keep, new.database_key,
-                    also_keep=latest.database_key if latest else None)
-    return new
+    protect = {published.manifest.object_key} | ({latest.object_key} if latest else set())
+    retain_and_collect(store, settings.etl_state_dir, keep=settings.history_keep, protect=protect,
+                       grace_seconds=settings.gc_grace_seconds)
+    return published

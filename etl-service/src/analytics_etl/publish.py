@@ -1,59 +1,82 @@
-"""Publish protocol: immutable snapshot first, manifest last (compare-and-swap).
+"""Publish protocol: immutable objects first, manifest last (compare-and-swap).
 
-A crash anywhere before the manifest write leaves readers on the previous
-complete snapshot; a lost compare-and-swap (another ETL published first)
-fails this run without touching what the winner published.
+Format 2: the chunks the store does not hold yet, then the version's chunk index, then
+the manifest. Format 1 (MANIFEST_FORMAT=1, for API hosts not yet upgraded): the whole
+file, then the manifest. A crash anywhere before the manifest write leaves readers on the
+previous complete snapshot; a lost compare-and-swap (another ETL published first) fails
+this run without touching what the winner published.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
+
+from analytics_etl.chunk_publish import ChunkTable, ChunkUploader, UploadStats, scan_file
+from analytics_etl.local_snapshot import SnapshotState
+from analytics_shared.chunks import CHUNKS_PREFIX, ChunkIndex, read_index, write_index
 from analytics_shared.errors import AnalyticsError, IntegrityError, ManifestError, ObjectNotFound
 from analytics_shared.logging import get_logger
-from analytics_shared.manifest import (HISTORY_PREFIX, RUNS_PREFIX, Manifest, read_manifest,
-                                       write_manifest)
+from analytics_shared.manifest import RUNS_PREFIX, Manifest, new_version, read_manifest, write_manifest
 from analytics_shared.storage import ObjectStore
 
 log = get_logger(__name__)
 
 
-def publish_manifest(store: ObjectStore, snapshot: Path, manifest: Manifest, expected_etag: str | None) -> str:
-    """Upload the snapshot under its history key, then swap the manifest to it."""
-    # link_ok: the built file is never written again (local_snapshot.adopt keeps its own copy),
-    # so a local store may link it instead of copying 70+ MB.
-    info = store.upload_file(manifest.database_key, snapshot, link_ok=True)
-    if info.size != manifest.size_bytes:
-        raise IntegrityError(f"uploaded {manifest.database_key} has {info.size} bytes, expected {manifest.size_bytes}")
-    log.info("snapshot.uploaded", key=manifest.database_key, size_bytes=info.size)
-    etag = write_manifest(store, manifest, expected_etag=expected_etag)
-    log.info("manifest.published", version=manifest.version, key=manifest.database_key)
-    return etag
+@dataclass
+class Published:
+    manifest: Manifest
+    chunks: ChunkTable  # the file's chunk table: the next run's base
+    index: ChunkIndex | None
+    uploaded: UploadStats
+
+
+def publish_snapshot(store: ObjectStore, path: Path, base: SnapshotState | None, *, format_version: int,
+                     chunk_size: int, concurrency: int, expected_etag: str | None,
+                     **fields: object) -> Published:
+    """Upload the finished file at `path` and swap the manifest to it. `fields`: the
+    manifest's own (previous_version, created_at, source, tables)."""
+    version, key = new_version(format_version=format_version)
+    previous = base.chunks if base is not None else None
+    index = None
+    if format_version == 2:
+        known = set(previous.digests) if base is not None and base.chunks_in_store else set()
+        uploader = ChunkUploader(store, known, concurrency)
+        try:
+            scanned = scan_file(path, chunk_size, previous, uploader)
+        except BaseException:
+            uploader.abort()
+            raise
+        uploaded = uploader.finish()
+        index = ChunkIndex(version=version, chunk_size=chunk_size, size_bytes=scanned.size, sha256=scanned.sha256,
+                           duckdb_version=duckdb.__version__, chunks=scanned.chunks.digests)
+        write_index(store, key, index)
+        uploaded.objects += 1
+        log.info("snapshot.uploaded", key=key, chunks=len(index.chunks), changed=scanned.changed,
+                 uploaded_objects=uploaded.objects, uploaded_bytes=uploaded.bytes)
+    else:
+        scanned = scan_file(path, chunk_size, previous)  # the chunk table is the next run's base
+        info = store.upload_file(key, path)
+        if info.size != scanned.size:
+            raise IntegrityError(f"uploaded {key} has {info.size} bytes, expected {scanned.size}")
+        uploaded = UploadStats(objects=1, bytes=info.size)
+        log.info("snapshot.uploaded", key=key, size_bytes=info.size)
+    manifest = Manifest(format_version=format_version, version=version, sha256=scanned.sha256,
+                        size_bytes=scanned.size, duckdb_version=duckdb.__version__, published_at=datetime.now(UTC),
+                        **({"index_key": key} if index else {"database_key": key}), **fields)
+    write_manifest(store, manifest, expected_etag=expected_etag)
+    log.info("manifest.published", version=version, key=key)
+    return Published(manifest=manifest, chunks=scanned.chunks, index=index, uploaded=uploaded)
 
 
 def write_run_record(store: ObjectStore, run_id: str, record: dict) -> None:
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     store.put(f"{RUNS_PREFIX}{day}/{run_id}.json", json.dumps(record, default=str, indent=2).encode())
-
-
-def apply_retention(store: ObjectStore, keep: int, current_key: str | None,
-                    also_keep: str | None = None) -> list[str]:
-    """Keep the newest `keep` snapshots and never the manifest's.
-
-    Names carry the time to the second only, so two publishes in one second are
-    ordered by the store's modification time first.
-    """
-    history = sorted(store.list(HISTORY_PREFIX), key=lambda o: (o.last_modified is None, o.last_modified, o.key))
-    kept = {o.key for o in history[-keep:]} | {current_key, also_keep}
-    doomed = [o.key for o in history if o.key not in kept]
-    for key in doomed:
-        store.delete(key)
-    if doomed:
-        log.info("retention.deleted", count=len(doomed), kept=keep)
-    return doomed
 
 
 def find_version(store: ObjectStore, version: str) -> Manifest:
@@ -68,17 +91,29 @@ def find_version(store: ObjectStore, version: str) -> Manifest:
     raise ManifestError(f"no published version {version!r} in the run records")
 
 
+def check_complete(store: ObjectStore, manifest: Manifest) -> None:
+    """The version's objects are all in the store (retention and GC have not taken them)."""
+    if store.head(manifest.object_key) is None:
+        raise ObjectNotFound(f"{manifest.object_key} of {manifest.version} was deleted by retention")
+    if manifest.index_key is not None:
+        index = read_index(store, manifest.index_key)
+        held = {o.key[len(CHUNKS_PREFIX):] for o in store.list(CHUNKS_PREFIX)}
+        missing = set(index.chunks) - held
+        if missing:
+            raise ObjectNotFound(f"{len(missing)} chunks of {manifest.version} are missing from the store")
+
+
 def rollback_to(store: ObjectStore, version: str) -> Manifest:
-    """Point the manifest back at an older snapshot that still exists in history/.
+    """Point the manifest back at an older version whose objects are all still stored.
 
     The manifest keeps the snapshot's own created_at: readers' snapshot-age figures then
     say how old the data really is. The rollback gets its own run record, like a sync.
     """
     current, etag = read_manifest(store)
     target = find_version(store, version)
-    if not any(o.key == target.database_key for o in store.list(target.database_key)):
-        raise ObjectNotFound(f"snapshot {target.database_key} of {version} was deleted by retention")
-    rolled = target.model_copy(update={"previous_version": current.version if current else None})
+    check_complete(store, target)
+    rolled = target.model_copy(update={"previous_version": current.version if current else None,
+                                       "published_at": datetime.now(UTC)})
     write_manifest(store, rolled, expected_etag=etag)
     log.info("manifest.rolled_back", version=version, from_version=current.version if current else None)
     run_id = uuid.uuid4().hex[:12]

@@ -10,8 +10,6 @@ good data.
 from __future__ import annotations
 
 import contextlib
-import os
-import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -87,24 +85,6 @@ class WorkingDatabase:
             config["memory_limit"] = memory_limit
         self.conn = duckdb.connect(str(path), config=config)
         self.database = self.conn.execute("SELECT current_database()").fetchone()[0]
-
-    def start_writeback(self) -> threading.Thread:
-        """Write a freshly copied file's pages to disk in the background while the changes
-        are applied: all of it is still dirty in the page cache, and the checkpoint's fsync
-        would otherwise wait for every page (~20 ms at 72 MB), not just the few it wrote."""
-        def flush() -> None:
-            try:
-                fd = os.open(self.path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError as exc:  # only an optimisation: the checkpoint syncs what is left
-                log.debug("working.writeback_failed", error=str(exc))
-
-        thread = threading.Thread(target=flush, name="working-writeback", daemon=True)
-        thread.start()
-        return thread
 
     def checkpoint(self) -> None:
         """After this the file is complete on its own: no WAL is left beside it."""

@@ -1,9 +1,15 @@
 """The manifest: the one mutable object, naming the current immutable snapshot.
 
 Layout under STORAGE_URL:
-  history/analytics_<UTC YYYY-MM-DD_HH-MM-SS>_<id>.db   immutable snapshots
-  current/manifest.json                                  points at one history key
-  runs/<YYYY-MM-DD>/<run_id>.json                        one record per sync
+  chunks/<sha256>                                               format 2: content-addressed file chunks
+  history/analytics_<UTC YYYY-MM-DD_HH-MM-SS>_<id>.index.json   format 2: one chunk index per version
+  history/analytics_<UTC YYYY-MM-DD_HH-MM-SS>_<id>.db           format 1: one whole file per version
+  current/manifest.json                                         names one history key
+  runs/<YYYY-MM-DD>/<run_id>.json                               one record per sync
+
+Format 1 names the snapshot file itself (`database_key`); format 2 names its chunk index
+(`index_key`, see chunks.py). Both carry the whole file's sha256 and size, which every
+reader verifies, so a reader never serves bytes the ETL did not publish.
 """
 
 from __future__ import annotations
@@ -12,16 +18,18 @@ import secrets
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from analytics_shared.errors import ManifestError, ObjectNotFound
 from analytics_shared.storage.base import ObjectStore
 from analytics_shared.validation import describe_first_error
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what the ETL writes by default; readers accept every format in FORMATS
+FORMATS = (1, 2)
 MANIFEST_KEY = "current/manifest.json"
 HISTORY_PREFIX = "history/"
 RUNS_PREFIX = "runs/"
+INDEX_SUFFIX = ".index.json"
 
 ChangeDetection = Literal["timestamp", "rowversion", "change_tracking", "full"]
 
@@ -44,6 +52,7 @@ class TableEntry(BaseModel):
     last_error: str | None = None
     source: str | None = None
     reconciled_at: datetime | None = None
+    runs_since_reconcile: int = Field(0, ge=0)
 
 
 class SourceInfo(BaseModel):
@@ -58,7 +67,11 @@ class Manifest(BaseModel):
     version: str
     previous_version: str | None = None
     created_at: datetime
-    database_key: str
+    # When the manifest was written (a rollback rewrites it): readers measure from it how
+    # long a new version took to reach them. Absent in manifests of older ETLs.
+    published_at: datetime | None = None
+    database_key: str | None = None  # format 1
+    index_key: str | None = None  # format 2
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_bytes: int = Field(gt=0)
     duckdb_version: str
@@ -68,24 +81,38 @@ class Manifest(BaseModel):
     @field_validator("format_version")
     @classmethod
     def _known_format(cls, value: int) -> int:
-        if value != FORMAT_VERSION:
-            raise ValueError(f"unknown manifest format_version {value} (this code reads {FORMAT_VERSION})")
+        if value not in FORMATS:
+            raise ValueError(f"unknown manifest format_version {value} (this code reads "
+                             f"{' and '.join(map(str, FORMATS))})")
         return value
 
-    @field_validator("database_key")
-    @classmethod
-    def _history_key(cls, value: str) -> str:
+    @model_validator(mode="after")
+    def _names_one_object(self) -> Manifest:
+        field = "database_key" if self.format_version == 1 else "index_key"
+        other = "index_key" if field == "database_key" else "database_key"
+        value = getattr(self, field)
+        if value is None:
+            raise ValueError(f"format {self.format_version} needs {field}")
+        if getattr(self, other) is not None:
+            raise ValueError(f"format {self.format_version} has no {other}")
         if not value.startswith(HISTORY_PREFIX) or ".." in value:
-            raise ValueError("database_key must name an object under history/")
-        return value
+            raise ValueError(f"{field} must name an object under history/")
+        return self
+
+    @property
+    def object_key(self) -> str:
+        """The history object this version is: its file (format 1) or its chunk index (format 2)."""
+        return self.database_key or self.index_key  # type: ignore[return-value]
 
 
-def new_version(now: datetime | None = None) -> tuple[str, str]:
-    """Return (version, history key) for a snapshot created now."""
+def new_version(now: datetime | None = None, *, format_version: int = FORMAT_VERSION) -> tuple[str, str]:
+    """Return (version, history key) for a snapshot created now: the key of its file
+    (format 1) or of its chunk index (format 2)."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
     suffix = secrets.token_hex(3)
     version = f"{now:%Y-%m-%dT%H:%M:%SZ}-{suffix}"
-    key = f"{HISTORY_PREFIX}analytics_{now:%Y-%m-%d_%H-%M-%S}_{suffix}.db"
+    extension = ".db" if format_version == 1 else INDEX_SUFFIX
+    key = f"{HISTORY_PREFIX}analytics_{now:%Y-%m-%d_%H-%M-%S}_{suffix}{extension}"
     return version, key
 
 
@@ -108,7 +135,8 @@ def read_manifest(store: ObjectStore) -> tuple[Manifest | None, str | None]:
 
 def write_manifest(store: ObjectStore, manifest: Manifest, *, expected_etag: str | None) -> str:
     """Compare-and-swap the manifest: succeeds only if it is unchanged since it was read."""
-    body = manifest.model_dump_json(indent=2).encode()
+    unused = "index_key" if manifest.format_version == 1 else "database_key"
+    body = manifest.model_dump_json(indent=2, exclude={unused}).encode()
     if expected_etag is None:
         return store.put(MANIFEST_KEY, body, if_none_match=True)
     return store.put(MANIFEST_KEY, body, if_match=expected_etag)

@@ -1,14 +1,18 @@
-"""Snapshot files on local disk: checksums and verified downloads, used by both services.
+"""Snapshot files on local disk: checksums and verified fetches, used by both services.
 
 A snapshot is trusted only after its size and sha256 match what the manifest promises;
-both the ETL (restoring its working state) and the API (serving) go through here.
+both the ETL (restoring its kept copy) and the API (serving) go through here, for either
+manifest format: format 1 downloads the one file, format 2 assembles it from chunks.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
+from analytics_shared.assemble import FetchStats, assemble
+from analytics_shared.chunks import ChunkIndex, LocalChunks, read_index
 from analytics_shared.errors import IntegrityError
 from analytics_shared.manifest import Manifest
 from analytics_shared.storage.base import ObjectStore
@@ -26,14 +30,32 @@ def verify_snapshot_file(path: Path, manifest: Manifest) -> None:
     """Raise IntegrityError unless the file is exactly the snapshot the manifest names."""
     size = path.stat().st_size
     if size != manifest.size_bytes:
-        raise IntegrityError(f"{manifest.database_key}: {size} bytes, manifest says {manifest.size_bytes}")
+        raise IntegrityError(f"{manifest.object_key}: {size} bytes, manifest says {manifest.size_bytes}")
     digest = sha256_file(path)
     if digest != manifest.sha256:
-        raise IntegrityError(f"{manifest.database_key}: sha256 {digest} does not match the manifest")
+        raise IntegrityError(f"{manifest.object_key}: sha256 {digest} does not match the manifest")
 
 
-def download_verified(store: ObjectStore, manifest: Manifest, path: Path) -> Path:
-    """Download the manifest's snapshot to `path` and check its size and sha256."""
-    store.download_file(manifest.database_key, path)
-    verify_snapshot_file(path, manifest)
-    return path
+@dataclass
+class Fetched:
+    """A verified local file of one version: its chunk index (format 2) and what it cost."""
+
+    index: ChunkIndex | None
+    stats: FetchStats
+
+
+def fetch_snapshot(store: ObjectStore, manifest: Manifest, path: Path, *, base: LocalChunks | None = None,
+                   concurrency: int = 8, stats: FetchStats | None = None) -> Fetched:
+    """Write the manifest's snapshot to `path`, verified; a format-2 version reuses the
+    chunks `base` already holds and fetches only the others. `stats` (optional) is filled
+    in as the work goes, failed attempts included."""
+    stats = stats if stats is not None else FetchStats()
+    if manifest.format_version == 1:
+        store.download_file(manifest.database_key, path)
+        stats.downloaded_objects, stats.downloaded_bytes = 1, path.stat().st_size
+        verify_snapshot_file(path, manifest)
+        return Fetched(None, stats)
+    index = read_index(store, manifest.index_key)
+    stats.downloaded_objects, stats.downloaded_bytes = 1, index.stored_bytes
+    index.matches(manifest)
+    return Fetched(index, assemble(store, index, path, base, concurrency=concurrency, stats=stats))

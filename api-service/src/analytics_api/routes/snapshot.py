@@ -31,6 +31,18 @@ async def snapshot(services: ServicesDep, principal: QueryUser) -> JsonResponse:
             "created_at": manifest.created_at.isoformat(),
             "age_seconds": round((now - manifest.created_at).total_seconds(), 1),
             "size_bytes": manifest.size_bytes,
+            "format_version": manifest.format_version,
+            "chunks": _chunks(snap),
             "loaded_at": snap.loaded_at.isoformat(),
             "tables": tables,
         })
+
+
+def _chunks(snap) -> dict | None:  # noqa: ANN001
+    """What loading this version cost on this host (format 2): chunks reused from the version
+    served before it, and bytes fetched from the store."""
+    if snap.manifest.format_version == 1:
+        return None
+    stats = snap.local.stats
+    return {"count": stats.chunks, "reused": stats.reused, "reused_share": stats.reused_share,
+            "downloaded_bytes": stats.downloaded_bytes, "load_seconds": stats.seconds}

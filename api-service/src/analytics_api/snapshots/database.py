@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 
 from analytics_api.errors import SnapshotRejected
+from analytics_api.snapshots.files import LocalCopy
 from analytics_shared.manifest import Manifest
 
 
@@ -50,7 +51,7 @@ def read_columns(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str
 @dataclass(eq=False)
 class Snapshot:
     manifest: Manifest
-    path: Path
+    local: LocalCopy
     conn: duckdb.DuckDBPyConnection
     schema: dict[str, dict[str, str]]
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -62,6 +63,10 @@ class Snapshot:
     @property
     def version(self) -> str:
         return self.manifest.version
+
+    @property
+    def path(self) -> Path:
+        return self.local.path
 
     def enter(self) -> bool:
         """Take one use; False if it was already retired and closed (take the new current)."""
@@ -86,13 +91,13 @@ class Snapshot:
             return self.closed
 
 
-def load_snapshot(manifest: Manifest, path: Path, tables: list[str], *, memory_limit: str,
+def load_snapshot(manifest: Manifest, local: LocalCopy, tables: list[str], *, memory_limit: str,
                   threads: int) -> Snapshot:
-    conn = open_hardened(path, memory_limit=memory_limit, threads=threads)
+    conn = open_hardened(local.path, memory_limit=memory_limit, threads=threads)
     try:
         schema = read_columns(conn, tables)
         conn.execute("SELECT 1").fetchall()
     except duckdb.Error as exc:
         conn.close()
         raise SnapshotRejected(f"snapshot {manifest.version} is unreadable: {str(exc).splitlines()[0][:300]}") from None
-    return Snapshot(manifest=manifest, path=path, conn=conn, schema=schema)
+    return Snapshot(manifest=manifest, local=local, conn=conn, schema=schema)

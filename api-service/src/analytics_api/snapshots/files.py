@@ -2,25 +2,34 @@
 
 One file per version in SNAPSHOT_CACHE_DIR, written under an exclusive flock and renamed
 into place only after its size and sha256 matched the manifest, so a worker that finds
-the file can trust it and N workers cost one download.
+the file can trust it and N workers cost one download. A format-2 version is assembled
+from the chunks a local file already holds (the version being served) plus the chunks it
+lacks; a sidecar (`<file>.chunks.json`) keeps the new file's chunk digests, so it can be
+the base of the next version, and what loading it cost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import json
 import os
 import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import duckdb
 
 from analytics_api.errors import SnapshotRejected
+from analytics_api.metrics import SNAPSHOT_BYTES
+from analytics_shared.assemble import FetchStats
+from analytics_shared.chunks import LocalChunks
 from analytics_shared.logging import get_logger
 from analytics_shared.manifest import Manifest
-from analytics_shared.snapshot_files import download_verified
+from analytics_shared.snapshot_files import fetch_snapshot
 from analytics_shared.storage import ObjectStore
 
 log = get_logger(__name__)
@@ -59,27 +68,69 @@ def host_lock(cache_dir: Path, name: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure_local_copy(store: ObjectStore, manifest: Manifest, cache_dir: Path) -> Path:
-    """Path of a verified local copy of the manifest's snapshot. Call holding host_lock."""
+@dataclass(frozen=True)
+class LocalCopy:
+    """A verified local file of one version, what its chunks are, and what fetching it cost."""
+
+    path: Path
+    chunks: LocalChunks
+    stats: FetchStats
+
+
+def sidecar_of(path: Path) -> Path:
+    return path.with_name(f".{path.name}.chunks.json")
+
+
+def read_local_copy(path: Path) -> LocalCopy:
+    """A file already in the cache; without a readable sidecar its digests are unknown
+    (they are computed if it is ever the base of a new version)."""
+    try:
+        data = json.loads(sidecar_of(path).read_text())
+        chunks = LocalChunks(path, data["chunk_size"], tuple(data["chunks"])) if data.get("chunks") \
+            else LocalChunks(path)
+        return LocalCopy(path, chunks, FetchStats(**data["stats"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return LocalCopy(path, LocalChunks(path), FetchStats())
+
+
+def ensure_local_copy(store: ObjectStore, manifest: Manifest, cache_dir: Path, *, base: LocalChunks | None = None,
+                      concurrency: int = 8) -> LocalCopy:
+    """A verified local copy of the manifest's snapshot. Call holding host_lock."""
     final = cache_dir / local_name(manifest)
     if final.exists() and final.stat().st_size == manifest.size_bytes:
-        return final
+        return read_local_copy(final)
     part = cache_dir / f".{final.name}.{os.getpid()}.part"
+    stats = FetchStats()
     try:
-        started = time.monotonic()
-        download_verified(store, manifest, part)
+        index = fetch_snapshot(store, manifest, part, base=base, concurrency=concurrency, stats=stats).index
+        sidecar_of(final).write_text(json.dumps({
+            "chunk_size": index.chunk_size if index else 0, "chunks": index.chunks if index else None,
+            "stats": asdict(stats)}))
         os.replace(part, final)
-        log.info("snapshot.downloaded", version=manifest.version, size_bytes=manifest.size_bytes,
-                 seconds=round(time.monotonic() - started, 3))
     finally:
         part.unlink(missing_ok=True)
-    return final
+        SNAPSHOT_BYTES.inc(stats.downloaded_bytes)  # a rejected version's bytes were transferred too
+    log.info("snapshot.downloaded", version=manifest.version, size_bytes=manifest.size_bytes,
+             format_version=manifest.format_version, chunks=stats.chunks, reused=stats.reused,
+             downloaded_bytes=stats.downloaded_bytes, seconds=stats.seconds)
+    chunks = LocalChunks(final, index.chunk_size, tuple(index.chunks)) if index else LocalChunks(final)
+    return LocalCopy(final, chunks, stats)
 
 
-def remove_local_copy(cache_dir: Path, name: str) -> None:
-    with host_lock(cache_dir, name):
+def newest_local_copy(cache_dir: Path) -> LocalCopy | None:
+    """The newest complete file in the cache (left by an earlier process): a base for the
+    first version this worker loads, so a restarted host fetches only what changed."""
+    files = [p for p in cache_dir.glob("*.duckdb") if sidecar_of(p).exists()] if cache_dir.exists() else []
+    return read_local_copy(max(files, key=lambda p: p.stat().st_mtime)) if files else None
+
+
+def remove_local_copy(cache_dir: Path, name: str, *, locked: bool = False) -> None:
+    """Delete a version's file and sidecar; `locked`: the caller holds its host_lock."""
+    with contextlib.nullcontext() if locked else host_lock(cache_dir, name):
         (cache_dir / name).unlink(missing_ok=True)
-    (cache_dir / f".{name}.lock").unlink(missing_ok=True)
+        sidecar_of(cache_dir / name).unlink(missing_ok=True)
+    if not locked:
+        (cache_dir / f".{name}.lock").unlink(missing_ok=True)
 
 
 def purge_stale_parts(cache_dir: Path) -> None:

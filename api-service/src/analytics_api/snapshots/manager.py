@@ -16,8 +16,8 @@ from pathlib import Path
 
 from analytics_api.errors import SnapshotRejected, SnapshotUnavailable
 from analytics_api.snapshots.database import Snapshot, load_snapshot
-from analytics_api.snapshots.files import (check_compatible, ensure_local_copy, host_lock, local_name,
-                                           purge_stale_parts, remove_local_copy)
+from analytics_api.snapshots.files import (LocalCopy, check_compatible, ensure_local_copy, host_lock, local_name,
+                                           newest_local_copy, purge_stale_parts, remove_local_copy)
 from analytics_shared.errors import AnalyticsError
 from analytics_shared.logging import get_logger
 from analytics_shared.manifest import Manifest, read_manifest
@@ -36,13 +36,14 @@ class SnapshotStatus:
 
 class SnapshotManager:
     def __init__(self, store: ObjectStore, *, cache_dir: Path, tables: list[str], poll_seconds: float,
-                 memory_limit: str, threads: int) -> None:
+                 memory_limit: str, threads: int, fetch_concurrency: int = 8) -> None:
         self.store = store
         self.cache_dir = cache_dir
         self.tables = tables
         self.poll_seconds = poll_seconds
         self.memory_limit = memory_limit
         self.threads = threads
+        self.fetch_concurrency = fetch_concurrency
         self._current: Snapshot | None = None
         self._rejected: dict[str, str] = {}  # version -> reason; not retried until the manifest moves
         self._refresh_lock = threading.Lock()
@@ -121,12 +122,16 @@ class SnapshotManager:
         check_compatible(manifest)
         name = local_name(manifest)
         with host_lock(self.cache_dir, name):
-            path = ensure_local_copy(self.store, manifest, self.cache_dir)
+            # The file being served is the base the new version reuses unchanged chunks from.
+            current = self._current
+            base = current.local if current is not None else newest_local_copy(self.cache_dir)
+            local = ensure_local_copy(self.store, manifest, self.cache_dir, base=base.chunks if base else None,
+                                      concurrency=self.fetch_concurrency)
             try:
-                return load_snapshot(manifest, path, self.tables, memory_limit=self.memory_limit,
+                return load_snapshot(manifest, local, self.tables, memory_limit=self.memory_limit,
                                      threads=self.threads)
             except SnapshotRejected:
-                path.unlink(missing_ok=True)  # a bad cached copy must not poison the next attempt
+                remove_local_copy(self.cache_dir, local.path.name, locked=True)  # must not poison the next attempt
                 raise
 
     def _fail(self, message: str, *, transient: bool, version: str | None = None) -> None:

@@ -35,6 +35,10 @@ class ObjectStore(abc.ABC):
     def get(self, key: str) -> StoredObject:
         """Return the object's bytes and ETag; raise ObjectNotFound when absent."""
 
+    def get_bytes(self, key: str) -> bytes:
+        """The object's bytes without its ETag (a store may skip computing it)."""
+        return self.get(key).data
+
     @abc.abstractmethod
     def put(self, key: str, data: bytes, *, if_match: str | None = None,
             if_none_match: bool = False, content_type: str = "application/json") -> str:
@@ -42,12 +46,8 @@ class ObjectStore(abc.ABC):
         object changed (or exists) since it was read. Returns the new ETag."""
 
     @abc.abstractmethod
-    def upload_file(self, key: str, path: Path, *, link_ok: bool = False) -> ObjectInfo:
-        """Upload a (possibly large) local file; the key must not exist yet.
-
-        link_ok: the caller never writes to the file again, so a store on the same
-        filesystem may make the object a hard link to it instead of a copy.
-        """
+    def upload_file(self, key: str, path: Path) -> ObjectInfo:
+        """Upload a (possibly large) local file; the key must not exist yet."""
 
     @abc.abstractmethod
     def download_file(self, key: str, path: Path) -> None:
@@ -64,3 +64,8 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Delete an object; deleting a missing object is not an error."""
+
+    def delete_many(self, keys: list[str]) -> None:
+        """Delete objects (S3 sends up to 1,000 per request); missing ones are not an error."""
+        for key in keys:
+            self.delete(key)

@@ -8,7 +8,6 @@ on one host (the only place a local directory is shared).
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import os
@@ -76,52 +75,43 @@ class LocalStore(ObjectStore):
             raise ObjectNotFound(f"{key} not found in {self.url}") from None
         return StoredObject(data=data, etag=hashlib.md5(data, usedforsecurity=False).hexdigest())
 
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{key} not found in {self.url}") from None
+
     def put(self, key: str, data: bytes, *, if_match: str | None = None,
             if_none_match: bool = False, content_type: str = "application/json") -> str:
         path = self._path(key)
-        with self._locked():
-            if if_none_match and path.exists():
-                raise PreconditionFailed(f"{key} already exists")
-            if if_match is not None:
-                current = _etag_of(path) if path.exists() else None
-                if current != if_match:
-                    raise PreconditionFailed(f"{key} changed since it was read")
+        if if_match is None and not if_none_match:
+            # The rename is atomic on its own; only a compare-then-write needs the store's lock
+            # (so parallel chunk uploads do not queue on it).
             self._write_atomic(path, lambda fh: fh.write(data))
+        else:
+            with self._locked():
+                if if_none_match and path.exists():
+                    raise PreconditionFailed(f"{key} already exists")
+                if if_match is not None:
+                    current = _etag_of(path) if path.exists() else None
+                    if current != if_match:
+                        raise PreconditionFailed(f"{key} changed since it was read")
+                self._write_atomic(path, lambda fh: fh.write(data))
         return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
-    def upload_file(self, key: str, path: Path, *, link_ok: bool = False) -> ObjectInfo:
+    def upload_file(self, key: str, path: Path) -> ObjectInfo:
         target = self._path(key)
-        if not (link_ok and self._link(Path(path), target, key)):
-            if target.exists():
-                raise PreconditionFailed(f"{key} already exists")
+        if target.exists():
+            raise PreconditionFailed(f"{key} already exists")
 
-            def copy(fh) -> None:  # noqa: ANN001
-                with Path(path).open("rb") as src:
-                    shutil.copyfileobj(src, fh, 1 << 20)
+        def copy(fh) -> None:  # noqa: ANN001
+            with Path(path).open("rb") as src:
+                shutil.copyfileobj(src, fh, 1 << 20)
 
-            self._write_atomic(target, copy)
+        self._write_atomic(target, copy)
         # No ETag: hashing a snapshot again would be a second full read (head() computes it).
         stat = target.stat()
         return ObjectInfo(key=key, size=stat.st_size, etag="", last_modified=datetime.fromtimestamp(stat.st_mtime, UTC))
-
-    def _link(self, path: Path, target: Path, key: str) -> bool:
-        """Hard-link a finished file into place; False where links cannot be made (then copy).
-
-        The link appears atomically, only after the file is synced, and fails if the key
-        exists, so objects stay write-once as with the copy.
-        """
-        with path.open("rb") as fh:
-            os.fsync(fh.fileno())
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target)
-        except FileExistsError:
-            raise PreconditionFailed(f"{key} already exists") from None
-        except OSError as exc:
-            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                return False  # another filesystem, or one without hard links
-            raise StorageError(f"cannot store {key} in {self.url}: {exc}") from exc
-        return True
 
     def download_file(self, key: str, path: Path) -> None:
         source = self._path(key)

@@ -77,7 +77,7 @@ class S3Store(ObjectStore):
                 err = PreconditionFailed(f"{key} no longer exists (deleted since it was read)")
             raise err from exc
 
-    def upload_file(self, key: str, path: Path, *, link_ok: bool = False) -> ObjectInfo:
+    def upload_file(self, key: str, path: Path) -> ObjectInfo:
         try:
             self.client.upload_file(str(path), self.bucket, self._key(key),
                                     ExtraArgs={"ContentType": "application/octet-stream"})
@@ -125,3 +125,17 @@ class S3Store(ObjectStore):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, "delete", key) from exc
+
+    def delete_many(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+            batch = keys[start:start + 1000]
+            try:
+                resp = self.client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": self._key(k)} for k in batch], "Quiet": True})
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fail(exc, "delete", batch[0]) from exc
+            errors = resp.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise StorageError(f"S3 delete of {len(errors)} objects in {self.url} failed; first "
+                                   f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}")
