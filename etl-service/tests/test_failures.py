@@ -29,7 +29,7 @@ from analytics_etl.demo_source import mutate_demo_source
 from analytics_etl.errors import SyncAborted
 from analytics_etl.local_snapshot import LocalSnapshot
 from analytics_etl.pipeline import run_sync
-from analytics_shared.errors import (ManifestError, PreconditionFailed, SourceError, StorageError,
+from analytics_shared.errors import (IntegrityError, ManifestError, PreconditionFailed, SourceError, StorageError,
                                      TransientSourceError)
 from analytics_shared.chunks import CHUNKS_PREFIX
 from analytics_shared.manifest import HISTORY_PREFIX, MANIFEST_KEY, Manifest, read_manifest
@@ -508,3 +508,28 @@ def test_stop_during_backoff_ends_the_retry_loop(retry_settings):
     fake = FakeSync(TransientSourceError("source unavailable"), {"status": "published"})
     assert scheduler.sync_with_retries(retry_settings, stop, base_delay=5.0, sync=fake) is None
     assert fake.calls == 1
+
+
+# --------------------------------------------------------------------------- 7. a damaged chunk index
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing_chunk"])
+def test_damaged_published_index_fails_the_restore_clearly_and_publishes_nothing(
+        damage, make_settings, store, tmp_path, source_path):
+    """A new container must restore the published version; if the store cannot give it
+    back whole, the run fails with the reason and the manifest stays as it is."""
+    from analytics_shared.chunks import chunk_key, read_index
+
+    run_sync(make_settings())
+    manifest, _ = read_manifest(store)
+    if damage == "truncated":
+        path = store.root / manifest.index_key
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        store.delete(chunk_key(read_index(store, manifest.index_key).chunks[0]))
+    before = manifest_bytes(store)
+    mutate_demo_source(source_path, fraction=0.05, seed=81)
+    fresh = make_settings(etl_state_dir=tmp_path / "new-container")
+    with pytest.raises((ManifestError, IntegrityError), match="malformed chunk index|missing"):
+        run_sync(fresh, store=store)
+    assert manifest_bytes(store) == before

@@ -293,3 +293,49 @@ def test_snapshot_endpoint_and_metrics_report_the_chunked_load(client, auth, dem
                       if line.startswith("analytics_api_snapshot_bytes_downloaded_total "))
     assert float(downloaded.split()[1]) >= chunks["downloaded_bytes"]
     assert "analytics_api_snapshot_swap_delay_seconds_count" in metrics
+
+
+def touch_orders(demo: Path, marker: str) -> None:
+    with sqlite3.connect(demo / "source.db") as con:
+        con.execute("UPDATE orders SET status = ?, updated_at = datetime('now', '+1 second') WHERE id <= 20",
+                    [marker])
+
+
+@pytest.mark.parametrize(("grace", "loads"), [(3600, True), (0, False)], ids=["grace-protects", "no-grace"])
+def test_a_sweep_racing_a_slow_reader(demo, store, tmp_path, grace, loads) -> None:  # noqa: ANN001
+    """While a host is still fetching version 1, the ETL publishes twice more with HISTORY_KEEP=1
+    and sweeps. With the grace period, version 1 stays complete until the reader is done; without
+    one its chunks go, the reader rejects it, keeps serving, and loads the newest next time."""
+    manager = manager_for(store, tmp_path / "cache")
+    assert manager.refresh()
+    serving = manager.current.version
+    touch_orders(demo, "v1")
+    v1 = publish_with(demo)["manifest"]["version"]
+
+    class SlowReaderStore(LocalStore):
+        raced = False
+
+        def get_bytes(self, key: str) -> bytes:
+            if key.startswith(CHUNKS_PREFIX) and not type(self).raced:
+                type(self).raced = True
+                for marker in ("v2", "v3"):
+                    touch_orders(demo, marker)
+                    assert publish_with(demo, history_keep=1, gc_grace_seconds=grace)["status"] == "published"
+            return super().get_bytes(key)
+
+    slow = SlowReaderStore(Path(store.url.removeprefix("file://")))
+    manager.store = slow
+    first, _ = read_manifest(store)
+    assert first.version == v1
+    with pytest.MonkeyPatch.context() as patch:  # the reader read the manifest naming v1 before the race
+        patch.setattr("analytics_api.snapshots.manager.read_manifest", lambda _store: (first, None))
+        assert manager.refresh() is loads
+    if loads:
+        assert manager.current.version == v1 and count_orders(manager) > 0
+    else:
+        assert manager.current.version == serving and "missing" in manager.last_error
+        with manager.use() as snap:  # still serving the old version
+            assert snap.conn.cursor().execute("SELECT count(*) FROM orders").fetchone()[0] > 0
+    assert manager.refresh() is True
+    assert manager.current.version == read_manifest(store)[0].version != v1
+    manager.stop()
