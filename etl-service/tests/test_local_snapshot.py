@@ -144,3 +144,18 @@ def test_state_of_earlier_designs_is_removed(make_settings, store):
     run_sync(settings)
     assert not (settings.etl_state_dir / "working.duckdb").exists()
     assert not (settings.etl_state_dir / "outbox").exists()
+
+
+def test_a_wal_left_beside_an_untouched_file_keeps_it_dirty(make_settings, store):
+    """DuckDB replays a WAL at open: changes of a run that did not publish must not survive."""
+    settings = make_settings()
+    run_sync(settings)
+    local = local_of(settings)
+    state = local.read_state()
+    local.begin_writing(state)
+    (settings.etl_state_dir / "snapshot.duckdb.wal").write_bytes(b"unpublished changes")
+    local.end_unchanged(state)
+    assert local.read_state().dirty
+    assert run_sync(settings)["status"] == "unchanged"
+    assert not (settings.etl_state_dir / "snapshot.duckdb.wal").exists(), "the repair removed it"
+    assert not local.read_state().dirty

@@ -147,7 +147,8 @@ class LocalSnapshot:
         """A run that published nothing: clean again if DuckDB left the file as it was."""
         if state is None or not self.path.exists():
             return
-        if _identity(self.path) == (state.inode, state.size, state.mtime_ns):
+        # A WAL left beside an untouched file would replay unpublished changes at the next open.
+        if _identity(self.path) == (state.inode, state.size, state.mtime_ns) and not self._wal.exists():
             state.dirty = False
             self._write_state(state)
         else:

@@ -82,8 +82,9 @@ class IndexCache:
         return index
 
     def prune(self, live: set[str]) -> None:
+        keep = {self._path(key).name for key in live}
         for path in self.dir.glob("*.json"):
-            if path.name not in {self._path(k).name for k in live}:
+            if path.name not in keep:
                 path.unlink(missing_ok=True)
 
 
