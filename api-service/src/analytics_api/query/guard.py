@@ -16,10 +16,8 @@ from threading import Lock
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.dialects.dialect import Dialect
+from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.errors import SqlglotError
-from sqlglot.optimizer.qualify import qualify
-from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from analytics_api.errors import Forbidden, QueryRejected
 from analytics_api.query.literals import fill_literals, mark_literals
@@ -53,6 +51,9 @@ _VOLATILE = frozenset({
     "GET_CURRENT_TIMESTAMP", "LOCALTIME", "LOCALTIMESTAMP", "TRANSACTION_TIMESTAMP", "RANDOM", "RAND",
     "UUID", "UUIDV4", "UUIDV7", "GEN_RANDOM_UUID", "SETSEED",
 })
+# What a reference to a column-restricted table keeps when it is put behind its view (a
+# subquery takes the same joins, pivots and samples); anything else on it is refused.
+_KEEP_ON_VIEW = frozenset({"this", "db", "catalog", "alias", "joins", "laterals", "pivots", "sample"})
 # Far above real analytics SQL, below where sqlglot's recursive parser and generator hit Python's
 # recursion limit (which is also caught): a clean "nested too deeply", never a 500.
 _MAX_NESTING = 64  # brackets of any kind, counted on the raw text before parsing
@@ -150,14 +151,15 @@ class SqlGuard:
         tree = _parse_one(sql)
         regenerated, texts = _render(tree)
         tables, volatile = self._check_tree(tree, texts)  # first on the user's tree: messages in their terms
-        # Then on the text that will run, parsed afresh: no generator quirk can hide anything.
+        if self._hide_columns(tree, tables, schema):
+            regenerated = _render(tree)[0]
+        # Then on the text that will run, parsed afresh: no generator quirk can hide anything, and
+        # every column-restricted table in it must already be behind its view.
         again = _parse_one(regenerated)
         stable, texts = _render(again)
-        if stable != regenerated or self._check_tree(again, texts) != (tables, volatile):
+        if (stable != regenerated or self._check_tree(again, texts) != (tables, volatile)
+                or self._hide_columns(again, tables, schema)):
             raise QueryRejected("query could not be normalised")
-        restricted = {t for t in tables if self.whitelist.tables[t].columns is not None}
-        if restricted:
-            self._check_columns(again, restricted, schema)
         return ValidatedQuery(sql=regenerated, tables=frozenset(tables), cacheable=not volatile)
 
     def _precheck(self, sql: str) -> None:
@@ -220,58 +222,57 @@ class SqlGuard:
             raise QueryRejected(f"table {_show(name, quote=True)} is not in the whitelist")
         return lowered
 
-    def _check_columns(self, tree: exp.Expression, restricted: set[str], schema: Schema | None) -> None:
-        on = f"on column-restricted table(s) {', '.join(sorted(restricted))}"
-        for node in tree.walk():  # constructs that read columns the query never names
-            if isinstance(node, exp.Pivot):  # groups by every column not named
-                raise QueryRejected(f"PIVOT/UNPIVOT is not allowed {on}")
-            if isinstance(node, exp.Join) and (node.args.get("method") or "").upper() == "NATURAL":
-                raise QueryRejected(f"NATURAL JOIN is not allowed {on}")  # compares every shared column
-            if isinstance(node, exp.PositionalColumn):  # SELECT #2 FROM t
-                raise QueryRejected(f"positional column {node.sql(dialect=DIALECT)} is not allowed {on}")
-        if not schema:
-            raise QueryRejected("column-restricted tables cannot be checked before a snapshot is loaded")
-        try:
-            # Resolves every column to its source (USING becomes ON); an unresolvable name is an
-            # error, not a pass. A table name used as a value (SELECT t FROM t) is a TableColumn.
-            qualified = qualify(tree.copy(), schema=schema, dialect=DIALECT, validate_qualify_columns=True,
-                                expand_stars=False)
-            scopes = traverse_scope(qualified)
-        except SqlglotError as exc:
-            raise QueryRejected(f"could not resolve the query's columns: {_first_line(exc)}") from None
-        seen: set[int] = set()
-        for scope in scopes:
-            def source_of(alias: str, scope: Scope | None = scope) -> str | None:
-                """The restricted table `alias` names here or in an enclosing scope (correlation)."""
-                while scope is not None and alias not in scope.sources:
-                    scope = scope.parent
-                source = scope.sources[alias] if scope is not None else None
-                if not isinstance(source, (exp.Table, Scope, exp.UDTF)):  # unknown: assume the worst
-                    raise QueryRejected(f"could not resolve the query's columns: source {alias!r}")
-                name = source.name.lower() if isinstance(source, exp.Table) else None
-                return name if name in restricted else None
+    def _hide_columns(self, tree: exp.Expression, tables: set[str], schema: Schema | None) -> int:
+        """Put each reference to a column-restricted table behind a view of its allowed columns.
 
-            for column in scope.columns:
-                seen.add(id(column))
-                if (table := source_of(column.table)) is not None:
-                    self._check_column(table, column.name)
-            for whole in scope.table_columns:  # SELECT t FROM t, to_json(t): every column at once
-                if source_of(whole.name):
-                    raise QueryRejected(f"whole-row reference {whole.name!r} to a column-restricted table")
-            for node in scope.walk():  # stars that would expand a restricted table: * and t.*
-                if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count) and not isinstance(
-                        scope.expression.parent, exp.Exists):  # EXISTS (SELECT * ...) returns a boolean
-                    owner = node.parent.table if isinstance(node.parent, exp.Column) else ""
-                    if source_of(owner) if owner else any(source_of(alias) for alias in scope.sources):
-                        raise QueryRejected(f"SELECT * is not allowed {on}")
-        for column in qualified.find_all(exp.Column):  # any column outside every scope: by name
-            for table in restricted if id(column) not in seen else ():
-                if column.name.lower() in {c.lower() for c in schema.get(table, {})}:
-                    self._check_column(table, column.name)
+        `customers AS c(x, id)` becomes `(SELECT "id", "country", ... FROM "main"."customers") AS c(x, id)`,
+        so DuckDB never has the other columns in scope: whatever the query does with the table
+        (alias column lists, *, #1, ordinals, whole-row c, to_json(c), NATURAL JOIN, UNION BY NAME,
+        PIVOT, COLUMNS(...)), it gets exactly what a snapshot without those columns would give.
+        Returns how many references it replaced: 0 for a tree that already went through it.
+        """
+        views: dict[str, exp.Select] = {}
+        for table in sorted(tables):
+            if self.whitelist.tables[table].columns is not None:
+                if not schema:
+                    raise QueryRejected("column-restricted tables cannot be checked before a snapshot is loaded")
+                views[table] = self._view(table, schema)
+        if not views:
+            return 0
+        targets = [(node, name) for node in tree.find_all(exp.Table)  # CTEs and table functions: None
+                   if isinstance(node.this, exp.Identifier) and (name := self._check_table(node)) in views]
+        replaced = 0
+        for node, name in targets:
+            if _is_view(node.parent.parent if isinstance(node.parent, exp.From) else None, views[name]):
+                continue  # the view's own reference to the stored table
+            if any(v for k, v in node.args.items() if k not in _KEEP_ON_VIEW):  # AT (VERSION => 1), ...
+                shown = node.sql(dialect=DIALECT, comments=False)[:80]
+                raise QueryRejected(f"not supported on column-restricted table {name}: {shown}")
+            alias = node.args.get("alias") or exp.TableAlias()
+            if not alias.this:  # unaliased: the view answers to the table's name, as written
+                alias.set("this", node.this.copy())
+            moved = {k: node.args[k] for k in ("joins", "laterals", "pivots", "sample") if node.args.get(k)}
+            node.replace(exp.Subquery(this=views[name].copy(), alias=alias, **moved))
+            replaced += 1
+        return replaced
 
-    def _check_column(self, table: str, column: str) -> None:
-        if column.lower() not in (self.whitelist.tables[table].columns or []):
-            raise QueryRejected(f"column {table}.{column} is not in the whitelist")
+    def _view(self, table: str, schema: Schema) -> exp.Select:
+        """SELECT the table's allowed columns, in the snapshot's column order, from the stored table."""
+        if table not in schema:
+            raise QueryRejected(f"table {table!r} is not in the current snapshot")
+        allowed = self.whitelist.tables[table].columns or []
+        names = [c for c in schema[table] if c.lower() in allowed]
+        if not names:
+            raise QueryRejected(f"none of the allowed columns of table {table!r} is in the current snapshot")
+        # main.x is never a CTE, so no WITH in the query can stand in for the stored table.
+        return exp.select(*(exp.column(c, quoted=True) for c in names)).from_(
+            exp.table_(table, db="main", quoted=True))
+
+
+def _is_view(select: exp.Expression | None, view: exp.Select) -> bool:
+    """True when `select` runs as exactly `view`: compared as the text DuckDB will be given."""
+    return (isinstance(select, exp.Select) and len(select.expressions) == len(view.expressions)
+            and select.sql(dialect=DIALECT, comments=False) == view.sql(dialect=DIALECT))
 
 
 def _parse_one(sql: str) -> exp.Expression:
@@ -294,24 +295,29 @@ def _parse_one(sql: str) -> exp.Expression:
     return statements[0]
 
 
-def _render(tree: exp.Expression) -> tuple[str, dict[int, str]]:
-    """sqlglot's DuckDB SQL for `tree`, without comments, and the text it emitted for each node.
+class _Renderer(DuckDB.Generator):
+    """Renders without comments and remembers the text it emitted for each node on the way.
 
-    One pass: rendering each function node on its own took quadratic time (minutes for a
-    15 kB chain of ANDs).
+    The function check reads a call's name off that text (the name DuckDB will be asked to
+    call). One pass for the whole tree: rendering each function node on its own took quadratic
+    time (minutes for a 15 kB chain of ANDs).
     """
-    generator = Dialect.get_or_raise(DIALECT).generator(comments=False)
-    texts: dict[int, str] = {}
-    emit = generator.sql
 
-    def record(expression: object, key: str | None = None, comment: bool = True) -> str:
-        text = emit(expression, key, comment)
+    def __init__(self) -> None:
+        super().__init__(comments=False, dialect=DIALECT)
+        self.texts: dict[int, str] = {}
+
+    def sql(self, expression, key=None, comment=True):  # noqa: ANN001, ANN201 - the generator recurses through it
+        text = super().sql(expression, key, comment)
         if key is None and isinstance(expression, exp.Expression):
-            texts[id(expression)] = text
+            self.texts[id(expression)] = text
         return text
 
-    generator.sql = record  # type: ignore[method-assign]  # the generator recurses through self.sql
-    return generator.generate(tree, copy=False), texts
+
+def _render(tree: exp.Expression) -> tuple[str, dict[int, str]]:
+    """sqlglot's DuckDB SQL for `tree`, without comments, and the text it emitted for each node."""
+    renderer = _Renderer()
+    return renderer.generate(tree, copy=False), renderer.texts
 
 
 def _function_name(node: exp.Func, texts: dict[int, str]) -> str | None:
