@@ -33,7 +33,8 @@ def test_auth0_domain_derives_jwks_and_issuer() -> None:
     ({"auth0_api_audience": "https://api"}, "AUTH0_DOMAIN"),
     ({"auth0_domain": "t.auth0.com"}, "AUTH0_API_AUDIENCE"),
     ({"auth0_jwks_url": "file:///x/jwks.json", "auth0_api_audience": "a"}, "AUTH0_ISSUER"),
-    ({"auth0_jwks_url": "http://evil.example/jwks.json", "auth0_issuer": "i", "auth0_api_audience": "a"}, "https://"),
+    ({"auth0_jwks_url": "http://evil.example/jwks.json", "auth0_issuer": "i", "auth0_api_audience": "a"},
+     "AUTH0_JWKS_URL: plain http:// is only allowed to a loopback host"),
     ({"auth0_domain": "t.auth0.com", "auth0_api_audience": "a", "rate_limit_storage_url": "mongodb://x"}, "RATE_LIMIT_STORAGE_URL"),
     ({"auth0_domain": "t.auth0.com", "auth0_api_audience": "a", "query_timeout_seconds": 0}, "QUERY_TIMEOUT_SECONDS"),
 ])
@@ -41,6 +42,46 @@ def test_bad_settings_fail_with_the_variable_named(overrides, fragment) -> None:
     with pytest.raises(ConfigError) as info:
         get_settings(**overrides)
     assert fragment in info.value.message and "\n" not in info.value.message
+
+
+@pytest.mark.parametrize(("url", "fragment"), [
+    ("http://127.0.0.1.attacker.example/jwks.json", "loopback host (127.0.0.1, ::1, localhost), not '127.0.0.1.attacker"),
+    ("http://localhost.attacker.example/jwks.json", "not 'localhost.attacker.example'"),
+    ("http://localhost@attacker.example/jwks.json", "no user@ part (this one would fetch from 'attacker.example')"),
+    ("http://127.0.0.1:8080@attacker.example/jwks.json", "from 'attacker.example'"),
+    ("https://tenant.auth0.com@attacker.example/.well-known/jwks.json", "from 'attacker.example'"),
+    ("https://user:hunter2@tenant.auth0.com/jwks.json", "no user@ part"),
+    ("http://attacker.example/jwks.json?next=http://127.0.0.1/", "not 'attacker.example'"),
+    ("http://0x7f000001/jwks.json", "not '0x7f000001'"),  # a name to the URL parser, whatever a resolver makes of it
+    ("http://10.0.0.1/jwks.json", "not '10.0.0.1'"),
+    ("ftp://127.0.0.1/jwks.json", "must be https://HOST/"),
+    ("https:///jwks.json", "must be https://HOST/"),
+    ("//tenant.auth0.com/jwks.json", "must be https://HOST/"),
+    ("http://[::1/jwks.json", "is not a valid URL"),
+    ("http://127.0.0.1:99999/jwks.json", "is not a valid URL"),
+])
+def test_jwks_url_host_is_parsed_not_prefix_matched(url: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        get_settings(auth0_jwks_url=url, auth0_issuer="i", auth0_api_audience="a")
+    message = info.value.message
+    assert "AUTH0_JWKS_URL: " in message and fragment in message and "\n" not in message, message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize("url", [
+    "https://tenant.eu.auth0.com/.well-known/jwks.json", "HTTPS://Tenant.Auth0.com/jwks.json",
+    "http://127.0.0.1:8080/.well-known/jwks.json", "http://127.3.2.1/jwks.json", "http://localhost/jwks.json",
+    "HTTP://LOCALHOST:9000/jwks.json", "http://[::1]:9000/jwks.json", "file:///app/data/issuer/jwks.json",
+    "file://./data/issuer/jwks.json",
+])
+def test_jwks_url_accepts_https_files_and_loopback_http(url: str) -> None:
+    assert get_settings(auth0_jwks_url=url, auth0_issuer="i", auth0_api_audience="a").auth0_jwks_url == url
+
+
+def test_a_jwks_url_derived_from_the_domain_names_the_domain() -> None:
+    with pytest.raises(ConfigError) as info:
+        get_settings(auth0_domain="tenant.auth0.com@attacker.example", auth0_api_audience="a")
+    assert "AUTH0_DOMAIN: takes no user@ part (this one would fetch from 'attacker.example')" in info.value.message
 
 
 @pytest.mark.parametrize(("content", "fragment"), [

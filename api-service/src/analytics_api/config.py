@@ -6,10 +6,12 @@ refuses to start, with one line naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tempfile
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
@@ -55,12 +57,14 @@ class ApiSettings(StorageSettings):
     def _auth(self):  # noqa: ANN202 - pydantic hook
         domain = self.auth0_domain.strip().removeprefix("https://").rstrip("/")
         self.auth0_domain = domain
+        source = "AUTH0_JWKS_URL"
         if not self.auth0_jwks_url:
             if not domain:
                 raise ValueError("set AUTH0_DOMAIN (or AUTH0_JWKS_URL and AUTH0_ISSUER)")
             self.auth0_jwks_url = f"https://{domain}/.well-known/jwks.json"
-        if not self.auth0_jwks_url.startswith(("https://", "file://", "http://127.0.0.1", "http://localhost")):
-            raise ValueError("AUTH0_JWKS_URL must be https:// (or file:// for a local issuer)")
+            source = "AUTH0_DOMAIN"
+        if (problem := _jwks_url_problem(self.auth0_jwks_url)) is not None:
+            raise ValueError(f"{source}: {problem}")
         if not self.auth0_issuer:
             if not domain:
                 raise ValueError("set AUTH0_ISSUER when AUTH0_JWKS_URL is given without AUTH0_DOMAIN")
@@ -85,6 +89,36 @@ class ApiSettings(StorageSettings):
     @property
     def ip_limit(self) -> int:
         return self.rate_limit_ip_requests or 4 * self.rate_limit_requests
+
+
+def _jwks_url_problem(url: str) -> str | None:
+    """What is wrong with a JWKS URL, or None: https://host, file:// (a local issuer), or plain
+    http:// to a loopback address only. Judged on the parsed host, never on a prefix of the text:
+    http://127.0.0.1.attacker.example/ and http://localhost@attacker.example/ are other hosts."""
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # .port raises on a malformed one
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        return None
+    if scheme not in ("https", "http") or not host:
+        return "must be https://HOST/... (or file:// for a local issuer)"
+    if "@" in parts.netloc:  # the URL is never echoed: a user part may hold a password
+        return f"takes no user@ part (this one would fetch from {host!r})"
+    if scheme == "http" and not _is_loopback(host):
+        return f"plain http:// is only allowed to a loopback host (127.0.0.1, ::1, localhost), not {host!r}"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost: DNS could point it anywhere
+        return False
 
 
 def get_settings(**overrides: object) -> ApiSettings:
