@@ -37,6 +37,10 @@ def test_auth0_domain_derives_jwks_and_issuer() -> None:
      "AUTH0_JWKS_URL: plain http:// is only allowed to a loopback host"),
     ({"auth0_domain": "t.auth0.com", "auth0_api_audience": "a", "rate_limit_storage_url": "mongodb://x"}, "RATE_LIMIT_STORAGE_URL"),
     ({"auth0_domain": "t.auth0.com", "auth0_api_audience": "a", "query_timeout_seconds": 0}, "QUERY_TIMEOUT_SECONDS"),
+    ({"auth0_domain": "t.auth0.com", "auth0_api_audience": "a", "forwarded_allow_ips": "10.0.0.1/8"},
+     "FORWARDED_ALLOW_IPS: 10.0.0.1/8 has host bits set"),
+    ({"auth0_domain": "t.auth0.com", "auth0_api_audience": "a", "forwarded_allow_ips": "*, proxy.internal"},
+     "FORWARDED_ALLOW_IPS: "),
 ])
 def test_bad_settings_fail_with_the_variable_named(overrides, fragment) -> None:  # noqa: ANN001
     with pytest.raises(ConfigError) as info:

@@ -41,9 +41,10 @@ class Server:
     def __init__(self, proc: subprocess.Popen, base: str, log: Path) -> None:
         self.proc, self.base, self.log = proc, base, log
 
-    def request(self, path: str, token: str | None = None, timeout: float = 30) -> tuple[int, dict, dict]:
+    def request(self, path: str, token: str | None = None, timeout: float = 30,
+                headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:
         """One request on a fresh connection (so the kernel spreads them over the workers)."""
-        req = urllib.request.Request(self.base + path)
+        req = urllib.request.Request(self.base + path, headers=headers or {})
         if token:
             req.add_header("Authorization", f"Bearer {token}")
         try:
@@ -129,6 +130,24 @@ def test_ip_limit_applies_before_authentication(start_gunicorn) -> None:  # noqa
     server = start_gunicorn(RATE_LIMIT_STORAGE_URL=REDIS_URL, RATE_LIMIT_IP_REQUESTS="10")
     statuses = [server.query("SELECT 1", f"guess-{i}")[0] for i in range(14)]
     assert statuses[:10] == [401] * 10 and statuses[10:] == [429] * 4
+    client.flushdb()
+
+
+def test_ip_limit_behind_a_proxy_counts_the_address_the_proxy_saw(start_gunicorn) -> None:  # noqa: ANN001
+    """FORWARDED_ALLOW_IPS=* (the guide's Railway setting): this test is the proxy, on 127.0.0.1.
+    The client writes any X-Forwarded-For it likes; the proxy appends the address it saw."""
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+    client.flushdb()
+    server = start_gunicorn(RATE_LIMIT_STORAGE_URL=REDIS_URL, RATE_LIMIT_IP_REQUESTS="4", FORWARDED_ALLOW_IPS="*")
+
+    def status(forwarded_for: str) -> int:
+        return server.request("/query?q=SELECT%201", headers={"X-Forwarded-For": forwarded_for})[0]
+
+    spoofed = [status(f"198.51.100.{i}, 203.0.113.7") for i in range(6)]
+    assert spoofed == [401] * 4 + [429] * 2
+    assert status("203.0.113.8") == 401  # another client behind the same proxy has its own quota
+    assert any(b"203.0.113.7" in key for key in client.keys("*"))
+    assert not any(b"198.51.100" in key for key in client.keys("*"))
     client.flushdb()
 
 

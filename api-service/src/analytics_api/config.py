@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
+from analytics_api.proxy import parse_trusted_proxies
 from analytics_shared.settings import MemorySize, StorageSettings, load_settings
 
 DEFAULT_WHITELIST = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "query_whitelist.json"
@@ -37,6 +38,9 @@ class ApiSettings(StorageSettings):
     rate_limit_strategy: Literal["fixed-window", "moving-window", "sliding-window-counter"] = "sliding-window-counter"
 
     cors_origins: str = ""
+    # Proxies whose X-Forwarded-For is believed; `*`: whatever connects (a platform proxy such as
+    # Railway's). The client is the right-most address in it that is not one of these.
+    forwarded_allow_ips: str = "127.0.0.1"
     query_whitelist_path: Path = DEFAULT_WHITELIST
     query_timeout_seconds: float = Field(30.0, gt=0)
     max_result_rows: int = Field(10_000, ge=1)
@@ -71,6 +75,10 @@ class ApiSettings(StorageSettings):
             self.auth0_issuer = f"https://{domain}/"
         if not self.auth0_api_audience:
             raise ValueError("set AUTH0_API_AUDIENCE (the Auth0 API identifier)")
+        try:
+            parse_trusted_proxies(self.forwarded_allow_ips)
+        except ValueError as exc:
+            raise ValueError(f"FORWARDED_ALLOW_IPS: {exc} (give `*` or addresses and networks, comma-separated)")
         if not self.rate_limit_storage_url.startswith(("memory://", "redis://", "rediss://", "redis+sentinel://")):
             raise ValueError("RATE_LIMIT_STORAGE_URL must be memory:// or redis://")
         return self

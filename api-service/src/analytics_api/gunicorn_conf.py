@@ -12,15 +12,26 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from uvicorn_worker import UvicornWorker
+
+
+class Worker(UvicornWorker):
+    """A uvicorn worker that leaves X-Forwarded-For alone: the app reads it itself, from the right
+    (analytics_api.proxy). uvicorn's own handling takes the left-most entry when
+    FORWARDED_ALLOW_IPS is `*`, and that one the client writes."""
+
+    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "proxy_headers": False}
+
+
 wsgi_app = "analytics_api.main:app"
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "analytics_api.gunicorn_conf.Worker"
 bind = [os.environ.get("BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 preload_app = False
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 keepalive = 5
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")  # validated here; used by the app
 accesslog = None  # the app logs one JSON line per request itself
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()

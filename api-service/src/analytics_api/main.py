@@ -18,6 +18,7 @@ from analytics_api.config import ApiSettings, get_settings
 from analytics_api.handlers import install_error_handlers
 from analytics_api.metrics import SNAPSHOT_CREATED, SNAPSHOT_DELAY, SNAPSHOT_SWAPS
 from analytics_api.middleware import RequestContextMiddleware
+from analytics_api.proxy import ForwardedClientMiddleware
 from analytics_api.routes import health, metrics, query, schema, snapshot
 from analytics_api.services import build_services
 from analytics_shared.logging import configure_logging, get_logger
@@ -68,6 +69,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                            allow_headers=["Authorization", "Content-Type", "If-None-Match", "X-Request-ID", "Accept"],
                            expose_headers=EXPOSED_HEADERS, max_age=600)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(ForwardedClientMiddleware, trusted=settings.forwarded_allow_ips)  # outermost
     return app
 
 

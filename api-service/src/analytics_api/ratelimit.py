@@ -46,8 +46,9 @@ class Quota:
 
 
 def client_ip(request: Request) -> str:
-    # Behind a proxy, uvicorn rewrites request.client from X-Forwarded-For for trusted
-    # proxies only (FORWARDED_ALLOW_IPS), so a client cannot pick its own bucket.
+    # Behind a trusted proxy (FORWARDED_ALLOW_IPS), analytics_api.proxy has set request.client
+    # to the address that proxy saw, the right-most untrusted X-Forwarded-For entry, which
+    # the client cannot choose: entries it writes itself sit further left.
     return request.client.host if request.client else "unknown"
 
 
