@@ -32,6 +32,7 @@ def call(client, token: str):  # noqa: ANN001, ANN201
 
 
 def assert_denied(response, status: int, fragment: str) -> None:  # noqa: ANN001
+    assert fragment.strip(), "name the reason the message must give: an empty fragment matches anything"
     assert response.status_code == status, response.text
     body = response.json()
     assert body["success"] is False and body["error"]["code"] in ("unauthorized", "forbidden")
@@ -76,7 +77,7 @@ def test_wrong_audience_and_issuer(client, issuer) -> None:  # noqa: ANN001
 @pytest.mark.parametrize("missing", ["exp", "iss", "aud", "sub"])
 def test_required_claims(client, issuer, missing) -> None:  # noqa: ANN001
     token = jwt.encode(claims(**{missing: None}), issuer.key, algorithm="RS256", headers={"kid": issuer.kid})
-    assert_denied(call(client, token), 401, "")
+    assert_denied(call(client, token), 401, f"token lacks the {missing!r} claim")
 
 
 def test_alg_none_is_refused(client, issuer) -> None:  # noqa: ANN001
@@ -131,10 +132,16 @@ def test_missing_scope_is_403(client, token) -> None:  # noqa: ANN001
 
 def test_jwks_outage_keeps_cached_keys(make_client, jwks_server, issuer) -> None:  # noqa: ANN001
     client = make_client(jwks_refresh_cooldown_seconds=0)
-    assert call(client, issuer.mint()).status_code == 200
+    jwks = client.app.state.services.verifier.jwks
+    assert call(client, issuer.mint(jti="before")).status_code == 200
     jwks_server.close()
-    assert call(client, issuer.mint()).status_code == 200  # cached key still verifies
+    fetches = jwks.fetch_count
+    # An unknown kid makes the worker refetch the JWKS, and the issuer is down: the refresh fails.
     assert_denied(call(client, LocalIssuer.generate().mint()), 401, "unknown key")
+    assert jwks.fetch_count == fetches + 1
+    # After that failed refresh the cached key still verifies a token it has never seen (a new
+    # jti, so no verified-token cache can answer for it).
+    assert call(client, issuer.mint(jti="after")).status_code == 200
 
 
 def test_file_jwks_for_a_local_issuer(make_client, issuer, tmp_path) -> None:  # noqa: ANN001
