@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -76,13 +79,47 @@ def test_in_flight_queries_finish_on_the_old_snapshot(demo, store, publish, tmp_
     manager.stop()
 
 
-def test_workers_on_one_host_share_one_download(store, tmp_path) -> None:  # noqa: ANN001
-    counting = CountingStore(Path(store.url.removeprefix("file://")))
+def test_workers_on_one_host_share_one_download(store, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """Two workers load the same version at once: the second queues on the host lock while the
+    first fetches, then opens the first one's file without a chunk GET of its own."""
+    root = Path(store.url.removeprefix("file://"))
+    fetching, queued, release = threading.Event(), threading.Event(), threading.Event()
+
+    class FirstWorkerStore(CountingStore):
+        downloads = 0
+
+        def get_bytes(self, key: str) -> bytes:
+            if key.startswith(CHUNKS_PREFIX):  # inside the host lock: hold it until the other queues
+                fetching.set()
+                assert release.wait(60), "the second worker never queued on the host lock"
+            return super().get_bytes(key)
+
+    real_flock = fcntl.flock
+
+    def flock(fd, operation):  # noqa: ANN001, ANN202 - the real lock, noting when it is held by another
+        if operation == fcntl.LOCK_EX:
+            try:
+                return real_flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                queued.set()
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
     CountingStore.downloads = 0
-    a, b = manager_for(counting, tmp_path / "cache"), manager_for(counting, tmp_path / "cache")
-    assert a.refresh() and b.refresh()
-    manifest, _ = read_manifest(counting)
-    assert CountingStore.downloads == len(set(read_index(counting, manifest.index_key).chunks))
+    a = manager_for(FirstWorkerStore(root), tmp_path / "cache")
+    b = manager_for(CountingStore(root), tmp_path / "cache")
+    with ThreadPoolExecutor(2) as pool:
+        try:
+            first = pool.submit(a.refresh)
+            assert fetching.wait(60), "the first worker never started fetching"
+            second = pool.submit(b.refresh)
+            assert queued.wait(60), "the second worker did not wait for the host lock"
+        finally:
+            release.set()  # never leave the first worker holding the lock
+        assert first.result(timeout=120) and second.result(timeout=120)
+    manifest, _ = read_manifest(store)
+    assert FirstWorkerStore.downloads == len(set(read_index(store, manifest.index_key).chunks))
+    assert CountingStore.downloads == 0
     assert a.current.path == b.current.path
     a.stop()
     b.stop()
