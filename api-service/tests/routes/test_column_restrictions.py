@@ -172,6 +172,25 @@ ATTEMPTS: list[tuple[str, str]] = [
     # --- stored names DuckDB resolves only on the table itself (refused: strict, not a leak) ---
     ("SELECT main.customers.id FROM main.customers ORDER BY 1 LIMIT 3", "strict"),
     ("SELECT rowid FROM customers ORDER BY 1 LIMIT 3", "strict"),
+    # --- more DuckDB syntax ---
+    ("FROM customers SELECT email", "refused"),
+    ("SELECT * SIMILAR TO '.*mail.*' FROM customers", "refused"),
+    ("SELECT * LIKE '%mail%' FROM customers", "refused"),
+    ("(WITH customers AS (SELECT 1 AS x) SELECT * FROM customers) UNION ALL SELECT email FROM customers", "refused"),
+    ("WITH RECURSIVE customers AS (SELECT * FROM customers UNION ALL SELECT * FROM customers WHERE false) "
+     "SELECT * FROM customers ORDER BY id LIMIT 3", "rows"),
+    ("SELECT * FROM customers WHERE id IN (WITH customers AS (SELECT 1 AS id) SELECT id FROM customers)", "rows"),
+    ("SELECT m.* FROM customers, main.customers m WHERE customers.id = m.id ORDER BY 1 LIMIT 3", "rows"),
+    ("SELECT * FROM customers c SEMI JOIN customers d USING (id) ORDER BY 1 LIMIT 3", "rows"),
+    ("SELECT * FROM customers c, LATERAL (SELECT c.*) l ORDER BY c.id LIMIT 2", "rows"),
+    ("SELECT * FROM (customers NATURAL JOIN products) ORDER BY ALL LIMIT 3", "rows"),
+    ("SELECT DISTINCT ON (country) * FROM customers ORDER BY country, id", "rows"),
+    ("SELECT arg_max(c, c.id) AS m FROM customers c", "rows"),
+    ("SELECT c::JSON AS j FROM customers c ORDER BY c.id LIMIT 2", "rows"),
+    ("SELECT x FROM customers, unnest([email]) t(x)", "refused"),
+    ("SELECT * FROM (PIVOT customers ON email USING count(*))", "refused"),
+    ("SELECT * FROM customers QUALIFY row_number() OVER (ORDER BY #2, #1) = 1", "rows"),
+    ("SELECT count(*) AS n FROM customers AS c WITH ORDINALITY", "refused"),
     # --- the guard's earlier column cases: most were refusals that the views now answer right ---
     ("SELECT * FROM customers", "rows"),
     ("SELECT c.* FROM customers c", "rows"),
