@@ -4,6 +4,8 @@ The SQL is parsed with sqlglot's DuckDB dialect and checked node by node. The SQ
 regenerated from the checked tree without comments, then parsed and checked once more and must
 regenerate to the same text, so what DuckDB executes is exactly what was validated: comments,
 odd spacing and unicode tricks never reach the engine. Anything not understood is rejected.
+A table with a column list is read only through a subquery of those columns (_hide_columns):
+the other columns are never in DuckDB's scope, so no rename or positional trick can reach them.
 """
 
 from __future__ import annotations
