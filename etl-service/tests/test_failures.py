@@ -9,7 +9,6 @@ Every scenario checks the same three promises:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import subprocess
@@ -33,7 +32,7 @@ from analytics_shared.errors import (IntegrityError, ManifestError, Precondition
                                      TransientSourceError)
 from analytics_shared.chunks import CHUNKS_PREFIX
 from analytics_shared.manifest import HISTORY_PREFIX, MANIFEST_KEY, Manifest, read_manifest
-from analytics_shared.snapshot_files import fetch_snapshot
+from analytics_shared.snapshot_files import fetch_snapshot, verify_snapshot_file
 from analytics_shared.storage import ObjectStore, S3Store
 
 
@@ -47,9 +46,7 @@ def verify_published(store: ObjectStore, tmp_path: Path) -> tuple[Manifest, str]
     assert manifest is not None and etag
     local = tmp_path / f"verify-{uuid.uuid4().hex}.db"
     fetch_snapshot(store, manifest, local)  # every chunk (or the file) verified against its digest
-    data = local.read_bytes()
-    assert len(data) == manifest.size_bytes
-    assert hashlib.sha256(data).hexdigest() == manifest.sha256
+    verify_snapshot_file(local, manifest)  # and once more, from the bytes alone
     with duckdb.connect(str(local), read_only=True) as con:
         for table, entry in manifest.tables.items():
             assert con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] == entry.rows, table

@@ -15,7 +15,7 @@ from analytics_etl.pipeline import run_sync
 from analytics_shared.chunks import CHUNKS_PREFIX, read_index
 from analytics_shared.errors import StorageError
 from analytics_shared.manifest import read_manifest
-from analytics_shared.snapshot_files import sha256_file
+from analytics_shared.snapshot_files import file_digest
 from analytics_shared.storage import LocalStore
 
 
@@ -55,7 +55,7 @@ def test_kept_file_is_the_published_version_and_its_chunk_table(make_settings, s
     manifest, _ = read_manifest(store)
     state = local_of(settings).read_state()
     assert state.version == manifest.version and not state.dirty and state.chunks_in_store
-    assert sha256_file(local_of(settings).path) == manifest.sha256
+    assert file_digest(local_of(settings).path, manifest) == manifest.sha256
     assert state.chunks.digests == read_index(store, manifest.index_key).chunks
     assert len(state.chunks.marks) == len(state.chunks.digests)
     assert not (settings.etl_state_dir / "outbox").exists(), "no copy of the file is made to build in"
@@ -115,7 +115,7 @@ def test_a_run_that_fails_after_writing_leaves_the_file_dirty_and_the_next_repai
     monkeypatch.undo()
     state = local_of(settings).read_state()
     assert state.dirty and state.version == published.version
-    assert sha256_file(local_of(settings).path) != published.sha256, "the build changed the kept file"
+    assert file_digest(local_of(settings).path, published) != published.sha256, "the build changed the kept file"
 
     result = run_sync(settings, store=counting)
     assert result["status"] == "published"

@@ -77,7 +77,7 @@ def test_new_version_default_now_and_unique() -> None:
     assert re.fullmatch(r"history/analytics_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[0-9a-f]{6}\.index\.json", k1)
     assert (v1, k1) != (v2, k2)
     # what new_version makes, the manifest accepts
-    _manifest(version=v1, format_version=2, database_key=None, index_key=k1)
+    _manifest(version=v1, format_version=2, database_key=None, index_key=k1, chunk_size=262144)
     _manifest(version=v2, database_key=new_version(format_version=1)[1])
 
 
@@ -147,10 +147,13 @@ def _table_rows(rows: int) -> dict[str, Any]:
         pytest.param(json.dumps(_valid(format_version=3)).encode(), id="format-version-3"),
         pytest.param(json.dumps(_valid(format_version=2)).encode(), id="format-2-without-index_key"),
         pytest.param(json.dumps(_valid(index_key="history/a.index.json")).encode(), id="format-1-with-index_key"),
-        pytest.param(json.dumps(_valid(format_version=2, database_key=None, index_key="chunks/a")).encode(),
-                     id="index-outside-history"),
-        pytest.param(json.dumps(_valid(format_version=2, database_key=None,
+        pytest.param(json.dumps(_valid(format_version=2, database_key=None, index_key="chunks/a",
+                                       chunk_size=262144)).encode(), id="index-outside-history"),
+        pytest.param(json.dumps(_valid(format_version=2, database_key=None, chunk_size=262144,
                                        index_key="history/../chunks/x.index.json")).encode(), id="index-dotdot"),
+        pytest.param(json.dumps(_valid(format_version=2, database_key=None,
+                                       index_key="history/a.index.json")).encode(), id="format-2-without-chunk_size"),
+        pytest.param(json.dumps(_valid(chunk_size=262144)).encode(), id="format-1-with-chunk_size"),
         pytest.param(json.dumps(_valid(sha256="A" * 64)).encode(), id="sha256-uppercase"),
         pytest.param(json.dumps(_valid(sha256="a" * 63)).encode(), id="sha256-short"),
         pytest.param(json.dumps(_valid(sha256="g" * 64)).encode(), id="sha256-not-hex"),
@@ -177,7 +180,7 @@ def test_format_version_error_is_explained() -> None:
 def test_both_formats_name_their_history_object() -> None:
     one = _manifest()
     two = _manifest(format_version=2, database_key=None, index_key="history/analytics_x.index.json",
-                    published_at="2024-05-06T07:08:10Z")
+                    chunk_size=262144, published_at="2024-05-06T07:08:10Z")
     assert one.object_key == one.database_key and one.published_at is None
     assert two.object_key == "history/analytics_x.index.json" and two.database_key is None
     assert two.published_at == datetime(2024, 5, 6, 7, 8, 10, tzinfo=UTC)
@@ -186,8 +189,9 @@ def test_both_formats_name_their_history_object() -> None:
 def test_written_manifest_carries_only_its_format_s_key(store: ObjectStore) -> None:
     """A format-1 manifest stays readable by API hosts that predate format 2 (no index_key)."""
     write_manifest(store, _manifest(), expected_etag=None)
-    assert "index_key" not in json.loads(store.get(MANIFEST_KEY).data)
-    two = _manifest(version="v2", format_version=2, database_key=None, index_key="history/a.index.json")
+    assert not {"index_key", "chunk_size"} & set(json.loads(store.get(MANIFEST_KEY).data))
+    two = _manifest(version="v2", format_version=2, database_key=None, index_key="history/a.index.json",
+                    chunk_size=262144)
     write_manifest(store, two, expected_etag=read_manifest(store)[1])
     body = json.loads(store.get(MANIFEST_KEY).data)
     assert "database_key" not in body and body["index_key"] == "history/a.index.json"

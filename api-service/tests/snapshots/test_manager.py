@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from analytics_api.snapshots.manager import SnapshotManager
-from analytics_shared.chunks import CHUNKS_PREFIX, chunk_key, read_index
+from analytics_shared.chunks import CHUNKS_PREFIX, chunk_key, list_digest, read_index
 from analytics_shared.manifest import MANIFEST_KEY, read_manifest
 from analytics_shared.snapshot_files import fetch_snapshot
 from analytics_shared.storage import LocalStore
@@ -156,7 +156,7 @@ def _new_version(store: LocalStore, data: bytes, *, corrupt: int | None = None, 
             store.put(chunk_key(digests[-1]), block[::-1] if position == corrupt else block)
     version = manifest.version + "-bad"
     new_index = index.model_copy(update={"version": version, "size_bytes": len(data), "chunks": digests,
-                                         "sha256": hashlib.sha256(data).hexdigest(), **update})
+                                         "sha256": list_digest(digests), **update})
     key = f"history/{version}.index.json"
     store.put(key, new_index.model_dump_json().encode())
     return {"version": version, "index_key": key, "sha256": new_index.sha256, "size_bytes": len(data)}
@@ -184,12 +184,14 @@ def _break(kind: str, store: LocalStore, tmp_path: Path) -> str:
         update, expected = _new_version(store, changed, corrupt=middle), "corrupt"
     elif kind == "missing_chunk":  # e.g. collected by a GC that was wrongly configured
         update, expected = _new_version(store, changed, missing=middle), "missing"
-    elif kind == "index_lies":  # chunks all verify, but they are not the file the index promises
+    elif kind == "index_lies":  # its digest is not that of the chunks it lists
         update = _new_version(store, changed)
-        update["sha256"] = "0" * 64
         index = json.loads((root / update["index_key"]).read_text())
-        (root / update["index_key"]).write_text(json.dumps({**index, "sha256": "0" * 64}))
-        expected = "does not match its index"
+        (root / update["index_key"]).write_text(json.dumps({**index, "chunks": index["chunks"][::-1]}))
+        expected = "not the digest of the chunk list"
+    elif kind == "manifest_mismatch":  # the index is another file than the one the manifest promises
+        update = {**_new_version(store, changed), "sha256": "0" * 64}
+        expected = "describes version"
     elif kind == "truncated_index":
         update = _new_version(store, changed)
         path = root / update["index_key"]
@@ -208,7 +210,8 @@ def _break(kind: str, store: LocalStore, tmp_path: Path) -> str:
         data = {"corrupt_file": changed, "truncated_file": changed[: len(changed) // 2]}.get(kind)
         if data is not None:
             (root / key).write_bytes(data)
-        update = {"format_version": 1, "version": manifest.version + "-bad", "database_key": key, "index_key": None}
+        update = {"format_version": 1, "version": manifest.version + "-bad", "database_key": key, "index_key": None,
+                  "chunk_size": None, "sha256": hashlib.sha256(served.read_bytes()).hexdigest()}  # not `changed`
         expected = {"corrupt_file": "sha256", "truncated_file": "bytes", "missing_file": "not found"}[kind]
     else:
         raise AssertionError(kind)
@@ -217,7 +220,7 @@ def _break(kind: str, store: LocalStore, tmp_path: Path) -> str:
 
 
 @pytest.mark.parametrize("kind", ["malformed", "unknown_format", "corrupt_chunk", "missing_chunk", "index_lies",
-                                  "truncated_index", "missing_index", "incompatible", "not_duckdb",
+                                  "manifest_mismatch", "truncated_index", "missing_index", "incompatible", "not_duckdb",
                                   "corrupt_file", "truncated_file", "missing_file"])
 def test_bad_new_snapshot_is_rejected_and_the_old_keeps_serving(client, auth, store, kind, tmp_path) -> None:  # noqa: ANN001
     manager = client.app.state.services.snapshots
@@ -322,7 +325,7 @@ def test_snapshot_endpoint_and_metrics_report_the_chunked_load(client, auth, dem
     assert manager.refresh()
     body = client.get("/snapshot", headers=auth).json()
     chunks = body["chunks"]
-    assert body["format_version"] == 2 and chunks["count"] == len(manager.current.local.chunks.digests)
+    assert body["format_version"] == 2 and chunks["count"] == len(manager.current.local.chunks.table.digests)
     assert 0 < chunks["reused"] < chunks["count"] and 0 < chunks["reused_share"] < 1
     assert chunks["downloaded_bytes"] > 0
     metrics = client.get("/metrics").text

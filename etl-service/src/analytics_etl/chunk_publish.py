@@ -2,10 +2,11 @@
 
 The build writes in place on the kept copy of the last published file, so the chunks it
 did not touch are byte for byte those of the previous version. One pass over the file
-finds them by a fast xxh3 mark per chunk (~30 GB/s) compared with the previous pass's,
-computes the whole-file sha256 readers verify, and sha256-hashes only the changed chunks.
-Changed chunks the store does not hold yet are uploaded while the pass goes on, a bounded
-number at a time: no HEAD per chunk, the previous version's index says what the store has.
+finds them by their xxh3 mark (~30 GB/s), unchanged since the previous pass, and
+sha256-hashes only the others; the file's digest is the hash list of the chunk digests
+(chunks.py), so nothing else is hashed. Chunks the store does not hold yet are uploaded
+while the pass goes on, a bounded number at a time: no HEAD per chunk, the previous
+version's index says what the store has.
 """
 
 from __future__ import annotations
@@ -13,28 +14,17 @@ from __future__ import annotations
 import hashlib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import xxhash
-
-from analytics_shared.chunks import chunk_key
+from analytics_shared.chunks import ChunkTable, chunk_key, list_digest, mark
 from analytics_shared.storage import ObjectStore
-
-
-@dataclass
-class ChunkTable:
-    """A local file's chunks: their sha256 (the store's names) and xxh3 marks."""
-
-    chunk_size: int
-    digests: list[str] = field(default_factory=list)
-    marks: list[str] = field(default_factory=list)
 
 
 @dataclass
 class ScannedFile:
     size: int
-    sha256: str
+    sha256: str  # the file's digest: of its chunk list, or (whole_file) of its bytes
     chunks: ChunkTable
     changed: int  # chunks whose bytes differ from the previous pass (all, without one)
 
@@ -46,20 +36,22 @@ class UploadStats:
 
 
 def scan_file(path: Path, chunk_size: int, previous: ChunkTable | None = None,
-              uploader: ChunkUploader | None = None) -> ScannedFile:
+              uploader: ChunkUploader | None = None, *, whole_file: bool = False) -> ScannedFile:
     """Digest every chunk of `path`, hashing only those whose mark changed since `previous`;
-    hand each chunk to `uploader` as soon as its digest is known."""
+    hand each chunk to `uploader` as soon as its digest is known. `whole_file`: the digest
+    is the sha256 of the bytes (format 1) instead of the chunk list's."""
     same_layout = previous is not None and previous.chunk_size == chunk_size
     prev_marks = previous.marks if same_layout else []
     table = ChunkTable(chunk_size)
-    whole = hashlib.sha256()
+    whole = hashlib.sha256() if whole_file else None
     changed = size = 0
     with path.open("rb", buffering=0) as fh:
         for position, block in enumerate(iter(lambda: fh.read(chunk_size), b"")):
-            mark = xxhash.xxh3_128_hexdigest(block)
-            whole.update(block)
+            marked = mark(block)
             size += len(block)
-            if position < len(prev_marks) and prev_marks[position] == mark:
+            if whole is not None:
+                whole.update(block)
+            if position < len(prev_marks) and prev_marks[position] == marked:
                 digest = previous.digests[position]
             else:
                 digest = hashlib.sha256(block).hexdigest()
@@ -67,14 +59,9 @@ def scan_file(path: Path, chunk_size: int, previous: ChunkTable | None = None,
             if uploader is not None:  # it skips what the store holds: unchanged chunks, as a rule
                 uploader.submit(digest, block)
             table.digests.append(digest)
-            table.marks.append(mark)
-    return ScannedFile(size=size, sha256=whole.hexdigest(), chunks=table, changed=changed)
-
-
-def mark_chunks(path: Path, chunk_size: int) -> list[str]:
-    """The xxh3 marks of a file whose chunk digests are known (restored from an index)."""
-    with path.open("rb", buffering=0) as fh:
-        return [xxhash.xxh3_128_hexdigest(block) for block in iter(lambda: fh.read(chunk_size), b"")]
+            table.marks.append(marked)
+    digest = whole.hexdigest() if whole is not None else list_digest(table.digests)
+    return ScannedFile(size=size, sha256=digest, chunks=table, changed=changed)
 
 
 class ChunkUploader:

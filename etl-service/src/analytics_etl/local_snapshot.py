@@ -24,8 +24,8 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from analytics_etl.chunk_publish import ChunkTable, mark_chunks, scan_file
-from analytics_shared.chunks import LocalChunks
+from analytics_etl.chunk_publish import scan_file
+from analytics_shared.chunks import ChunkTable, LocalChunks, file_identity
 from analytics_shared.logging import get_logger
 from analytics_shared.manifest import Manifest
 from analytics_shared.snapshot_files import fetch_snapshot
@@ -59,11 +59,6 @@ class SnapshotState:
         return cls(**data)
 
 
-def _identity(path: Path) -> tuple[int, int, int]:
-    stat = path.stat()
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns
-
-
 class LocalSnapshot:
     def __init__(self, state_dir: Path, *, chunk_size: int, concurrency: int = 8) -> None:
         self.dir = state_dir
@@ -88,7 +83,7 @@ class LocalSnapshot:
             log.warning("state.sidecar_corrupt", path=str(self.sidecar), error=str(exc))
             return None
         try:
-            identity = _identity(self.path)
+            identity = file_identity(self.path)
         except FileNotFoundError:
             return None
         if identity != (state.inode, state.size, state.mtime_ns) and not state.dirty:
@@ -115,9 +110,9 @@ class LocalSnapshot:
         log.info("state.restoring", local_version=state.version if state else None, version=manifest.version,
                  dirty=state.dirty if state else None)
         base = None
-        if self.path.exists():  # a clean file's digests are known; any other is hashed before reuse
+        if self.path.exists():  # a clean file's chunk table is known; any other is hashed before reuse
             clean = state is not None and not state.dirty
-            base = LocalChunks(self.path, state.chunks.chunk_size, tuple(state.chunks.digests)) if clean \
+            base = LocalChunks(self.path, state.chunks, (state.inode, state.size, state.mtime_ns)) if clean \
                 else LocalChunks(self.path)
         tmp = self.dir / "snapshot.download"
         try:
@@ -126,13 +121,10 @@ class LocalSnapshot:
         finally:
             tmp.unlink(missing_ok=True)
         self._wal.unlink(missing_ok=True)  # a killed run's log must not be replayed into this file
-        index = fetched.index
-        if index is not None and index.chunk_size == self.chunk_size:
-            chunks = ChunkTable(self.chunk_size, list(index.chunks), mark_chunks(self.path, self.chunk_size))
-        else:  # format 1, or another chunk size: our own table of the file, not (yet) in the store
-            chunks = scan_file(self.path, self.chunk_size).chunks
-        restored = self.adopt(manifest, chunks, chunks_in_store=index is not None and
-                              index.chunk_size == self.chunk_size, compact_size=manifest.size_bytes)
+        in_store = fetched.table is not None and fetched.table.chunk_size == self.chunk_size
+        # Format 1, or another chunk size: our own table of the file, its chunks not (yet) in the store.
+        chunks = fetched.table if in_store else scan_file(self.path, self.chunk_size).chunks
+        restored = self.adopt(manifest, chunks, chunks_in_store=in_store, compact_size=manifest.size_bytes)
         log.info("state.restored", version=manifest.version, chunks=fetched.stats.chunks,
                  reused=fetched.stats.reused, downloaded_bytes=fetched.stats.downloaded_bytes)
         return restored
@@ -148,7 +140,7 @@ class LocalSnapshot:
         if state is None or not self.path.exists():
             return
         # A WAL left beside an untouched file would replay unpublished changes at the next open.
-        if _identity(self.path) == (state.inode, state.size, state.mtime_ns) and not self._wal.exists():
+        if file_identity(self.path) == (state.inode, state.size, state.mtime_ns) and not self._wal.exists():
             state.dirty = False
             self._write_state(state)
         else:
@@ -157,7 +149,7 @@ class LocalSnapshot:
     def adopt(self, manifest: Manifest, chunks: ChunkTable, *, chunks_in_store: bool,
               compact_size: int) -> SnapshotState:
         """The file is now the published `manifest` version: the base of the next run."""
-        inode, size, mtime_ns = _identity(self.path)
+        inode, size, mtime_ns = file_identity(self.path)
         state = SnapshotState(version=manifest.version, sha256=manifest.sha256, size=size, inode=inode,
                               mtime_ns=mtime_ns, compact_size=compact_size, chunks=chunks,
                               chunks_in_store=chunks_in_store)

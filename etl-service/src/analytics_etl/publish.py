@@ -17,9 +17,9 @@ from pathlib import Path
 
 import duckdb
 
-from analytics_etl.chunk_publish import ChunkTable, ChunkUploader, UploadStats, scan_file
+from analytics_etl.chunk_publish import ChunkUploader, UploadStats, scan_file
 from analytics_etl.local_snapshot import SnapshotState
-from analytics_shared.chunks import CHUNKS_PREFIX, ChunkIndex, read_index, write_index
+from analytics_shared.chunks import CHUNKS_PREFIX, ChunkIndex, ChunkTable, read_index, write_index
 from analytics_shared.errors import AnalyticsError, IntegrityError, ManifestError, ObjectNotFound
 from analytics_shared.logging import get_logger
 from analytics_shared.manifest import RUNS_PREFIX, Manifest, new_version, read_manifest, write_manifest
@@ -60,15 +60,16 @@ def publish_snapshot(store: ObjectStore, path: Path, base: SnapshotState | None,
         log.info("snapshot.uploaded", key=key, chunks=len(index.chunks), changed=scanned.changed,
                  uploaded_objects=uploaded.objects, uploaded_bytes=uploaded.bytes)
     else:
-        scanned = scan_file(path, chunk_size, previous)  # the chunk table is the next run's base
+        scanned = scan_file(path, chunk_size, previous, whole_file=True)  # the table: the next run's base
         info = store.upload_file(key, path)
         if info.size != scanned.size:
             raise IntegrityError(f"uploaded {key} has {info.size} bytes, expected {scanned.size}")
         uploaded = UploadStats(objects=1, bytes=info.size)
         log.info("snapshot.uploaded", key=key, size_bytes=info.size)
+    names = {"index_key": key, "chunk_size": chunk_size} if index else {"database_key": key}
     manifest = Manifest(format_version=format_version, version=version, sha256=scanned.sha256,
                         size_bytes=scanned.size, duckdb_version=duckdb.__version__, published_at=datetime.now(UTC),
-                        **({"index_key": key} if index else {"database_key": key}), **fields)
+                        **names, **fields)
     write_manifest(store, manifest, expected_etag=expected_etag)
     log.info("manifest.published", version=version, key=key)
     return Published(manifest=manifest, chunks=scanned.chunks, index=index, uploaded=uploaded)

@@ -7,9 +7,10 @@ Layout under STORAGE_URL:
   current/manifest.json                                         names one history key
   runs/<YYYY-MM-DD>/<run_id>.json                               one record per sync
 
-Format 1 names the snapshot file itself (`database_key`); format 2 names its chunk index
-(`index_key`, see chunks.py). Both carry the whole file's sha256 and size, which every
-reader verifies, so a reader never serves bytes the ETL did not publish.
+Format 1 names the snapshot file itself (`database_key`) and carries the sha256 of its
+bytes; format 2 names its chunk index (`index_key`, see chunks.py) and carries the file's
+digest as a hash list of its chunks, and the chunk size. Every reader verifies the size
+and digest, so a reader never serves bytes the ETL did not publish.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class Manifest(BaseModel):
     published_at: datetime | None = None
     database_key: str | None = None  # format 1
     index_key: str | None = None  # format 2
+    chunk_size: int | None = Field(None, gt=0)  # format 2
+    # Format 1: sha256 of the file's bytes. Format 2: sha256 of its chunk digests (chunks.py).
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_bytes: int = Field(gt=0)
     duckdb_version: str
@@ -95,6 +98,8 @@ class Manifest(BaseModel):
             raise ValueError(f"format {self.format_version} needs {field}")
         if getattr(self, other) is not None:
             raise ValueError(f"format {self.format_version} has no {other}")
+        if (self.chunk_size is None) == (self.format_version == 2):
+            raise ValueError("format 2 needs chunk_size" if self.format_version == 2 else "format 1 has no chunk_size")
         if not value.startswith(HISTORY_PREFIX) or ".." in value:
             raise ValueError(f"{field} must name an object under history/")
         return self
@@ -135,8 +140,8 @@ def read_manifest(store: ObjectStore) -> tuple[Manifest | None, str | None]:
 
 def write_manifest(store: ObjectStore, manifest: Manifest, *, expected_etag: str | None) -> str:
     """Compare-and-swap the manifest: succeeds only if it is unchanged since it was read."""
-    unused = "index_key" if manifest.format_version == 1 else "database_key"
-    body = manifest.model_dump_json(indent=2, exclude={unused}).encode()
+    unused = {"index_key", "chunk_size"} if manifest.format_version == 1 else {"database_key"}
+    body = manifest.model_dump_json(indent=2, exclude=unused).encode()
     if expected_etag is None:
         return store.put(MANIFEST_KEY, body, if_none_match=True)
     return store.put(MANIFEST_KEY, body, if_match=expected_etag)

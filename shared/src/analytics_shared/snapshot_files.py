@@ -1,8 +1,9 @@
 """Snapshot files on local disk: checksums and verified fetches, used by both services.
 
-A snapshot is trusted only after its size and sha256 match what the manifest promises;
-both the ETL (restoring its kept copy) and the API (serving) go through here, for either
-manifest format: format 1 downloads the one file, format 2 assembles it from chunks.
+A snapshot is trusted only after its size and digest match what the manifest promises;
+both the ETL (restoring its kept file) and the API (serving) go through here, for either
+manifest format: format 1 downloads the one file and hashes it, format 2 assembles it from
+verified chunks (assemble.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analytics_shared.assemble import FetchStats, assemble
-from analytics_shared.chunks import ChunkIndex, LocalChunks, read_index
+from analytics_shared.chunks import ChunkIndex, ChunkTable, LocalChunks, list_digest, read_index, table_of
 from analytics_shared.errors import IntegrityError
 from analytics_shared.manifest import Manifest
 from analytics_shared.storage.base import ObjectStore
@@ -26,21 +27,30 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_digest(path: Path, manifest: Manifest) -> str:
+    """The digest of a local file as the manifest's format defines it."""
+    if manifest.format_version == 1:
+        return sha256_file(path)
+    return list_digest(table_of(path, manifest.chunk_size).digests)
+
+
 def verify_snapshot_file(path: Path, manifest: Manifest) -> None:
     """Raise IntegrityError unless the file is exactly the snapshot the manifest names."""
     size = path.stat().st_size
     if size != manifest.size_bytes:
         raise IntegrityError(f"{manifest.object_key}: {size} bytes, manifest says {manifest.size_bytes}")
-    digest = sha256_file(path)
+    digest = file_digest(path, manifest)
     if digest != manifest.sha256:
         raise IntegrityError(f"{manifest.object_key}: sha256 {digest} does not match the manifest")
 
 
 @dataclass
 class Fetched:
-    """A verified local file of one version: its chunk index (format 2) and what it cost."""
+    """A verified local file of one version: its chunk index and table (format 2), and what
+    fetching it cost."""
 
     index: ChunkIndex | None
+    table: ChunkTable | None
     stats: FetchStats
 
 
@@ -54,8 +64,9 @@ def fetch_snapshot(store: ObjectStore, manifest: Manifest, path: Path, *, base: 
         store.download_file(manifest.database_key, path)
         stats.downloaded_objects, stats.downloaded_bytes = 1, path.stat().st_size
         verify_snapshot_file(path, manifest)
-        return Fetched(None, stats)
+        return Fetched(None, None, stats)
     index = read_index(store, manifest.index_key)
     stats.downloaded_objects, stats.downloaded_bytes = 1, index.stored_bytes
     index.matches(manifest)
-    return Fetched(index, assemble(store, index, path, base, concurrency=concurrency, stats=stats))
+    table = assemble(store, index, path, base, concurrency=concurrency, stats=stats)
+    return Fetched(index, table, stats)

@@ -26,7 +26,7 @@ import duckdb
 from analytics_api.errors import SnapshotRejected
 from analytics_api.metrics import SNAPSHOT_BYTES
 from analytics_shared.assemble import FetchStats
-from analytics_shared.chunks import LocalChunks
+from analytics_shared.chunks import ChunkTable, LocalChunks, file_identity
 from analytics_shared.logging import get_logger
 from analytics_shared.manifest import Manifest
 from analytics_shared.snapshot_files import fetch_snapshot
@@ -82,12 +82,12 @@ def sidecar_of(path: Path) -> Path:
 
 
 def read_local_copy(path: Path) -> LocalCopy:
-    """A file already in the cache; without a readable sidecar its digests are unknown
-    (they are computed if it is ever the base of a new version)."""
+    """A file already in the cache; without a readable sidecar its chunk table is unknown
+    (computed if it is ever the base of a new version)."""
     try:
         data = json.loads(sidecar_of(path).read_text())
-        chunks = LocalChunks(path, data["chunk_size"], tuple(data["chunks"])) if data.get("chunks") \
-            else LocalChunks(path)
+        table = ChunkTable(**data["table"]) if data["table"] else None
+        chunks = LocalChunks(path, table, tuple(data["identity"]) if table else None)
         return LocalCopy(path, chunks, FetchStats(**data["stats"]))
     except (OSError, ValueError, KeyError, TypeError):
         return LocalCopy(path, LocalChunks(path), FetchStats())
@@ -102,10 +102,10 @@ def ensure_local_copy(store: ObjectStore, manifest: Manifest, cache_dir: Path, *
     part = cache_dir / f".{final.name}.{os.getpid()}.part"
     stats = FetchStats()
     try:
-        index = fetch_snapshot(store, manifest, part, base=base, concurrency=concurrency, stats=stats).index
+        table = fetch_snapshot(store, manifest, part, base=base, concurrency=concurrency, stats=stats).table
+        identity = file_identity(part)  # a rename keeps it
         sidecar_of(final).write_text(json.dumps({
-            "chunk_size": index.chunk_size if index else 0, "chunks": index.chunks if index else None,
-            "stats": asdict(stats)}))
+            "table": asdict(table) if table else None, "identity": identity, "stats": asdict(stats)}))
         os.replace(part, final)
     finally:
         part.unlink(missing_ok=True)
@@ -113,8 +113,7 @@ def ensure_local_copy(store: ObjectStore, manifest: Manifest, cache_dir: Path, *
     log.info("snapshot.downloaded", version=manifest.version, size_bytes=manifest.size_bytes,
              format_version=manifest.format_version, chunks=stats.chunks, reused=stats.reused,
              downloaded_bytes=stats.downloaded_bytes, seconds=stats.seconds)
-    chunks = LocalChunks(final, index.chunk_size, tuple(index.chunks)) if index else LocalChunks(final)
-    return LocalCopy(final, chunks, stats)
+    return LocalCopy(final, LocalChunks(final, table, identity if table else None), stats)
 
 
 def newest_local_copy(cache_dir: Path) -> LocalCopy | None:
