@@ -23,6 +23,10 @@ sync runs in its own process (imports and the boto3 client's model loading befor
 peak RSS from wait4); each API host is a long-lived process driving SnapshotManager.refresh()
 directly: the time from the manifest flip to the new version loaded, verified and swapped in.
 
+--link-mbps/--latency-ms model the network to S3 in the middleware (loopback moves a whole file
+about as fast as the disk); --series N adds N syncs in a row with 1% updated each (file growth,
+compaction). Results: bench/results/snapshot-<time>.json; --render re-prints a saved one.
+
     flock /tmp/bench.lock .venv/bin/python bench/snapshot_bench.py --rows 3300000,16500000,55000000 \\
         --chunk-sizes 256KiB,1MiB --data-dir /tmp/snapshot-bench-data
 """
@@ -31,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import resource
@@ -288,8 +291,9 @@ class CountingApp:
     """WSGI middleware around moto: counts requests per 'operation target', bytes in and out and
     server seconds; answers STATS_PATH; serves simple byte-range GETs itself (see module doc)."""
 
-    def __init__(self, app) -> None:  # noqa: ANN001
+    def __init__(self, app, link: Link | None = None) -> None:  # noqa: ANN001
         self.app = app
+        self.link = link
         self.lock = threading.Lock()
         self.ops: dict[str, dict] = {}
 
@@ -307,6 +311,10 @@ class CountingApp:
         headers = {"range": environ.get("HTTP_RANGE", ""), "x-amz-copy-source": environ.get("HTTP_X_AMZ_COPY_SOURCE", "")}
         op, target = classify_request(method, path, environ.get("QUERY_STRING", ""), headers)
         bytes_in = int(environ.get("HTTP_X_AMZ_DECODED_CONTENT_LENGTH") or environ.get("CONTENT_LENGTH") or 0)
+        if self.link is not None:
+            self.link.request()
+            if environ.get("wsgi.input") is not None and bytes_in:
+                environ["wsgi.input"] = _Throttled(environ["wsgi.input"], self.link)
         body = self._range_get(environ, start_response) if op == "GetObject(range)" else None
         if body is None:
             body = self.app(environ, start_response)
@@ -360,8 +368,12 @@ class _Counted:
         self.bytes_out = 0
 
     def __iter__(self):  # noqa: ANN204
+        link = self.counter.link
         for piece in self.body:
             self.bytes_out += len(piece)
+            if link is not None:
+                for start in range(0, len(piece), 1 << 20):  # in 1 MiB slices, so transfers interleave
+                    link.transfer(min(1 << 20, len(piece) - start))
             yield piece
 
     def close(self) -> None:
@@ -370,7 +382,52 @@ class _Counted:
         self.counter.add(self.name, self.bytes_in, self.bytes_out, time.perf_counter() - self.started)
 
 
-def moto_serve(port: str) -> None:
+class Link:
+    """The network between S3 and whoever is talking to it (one process at a time here): a
+    shared bandwidth in bytes/s, both directions together, and a latency paid per request."""
+
+    def __init__(self, bytes_per_s: float, latency_s: float) -> None:
+        self.rate, self.latency = bytes_per_s, latency_s
+        self.lock = threading.Lock()
+        self.free_at = 0.0
+
+    def request(self) -> None:
+        if self.latency:
+            time.sleep(self.latency)
+
+    def transfer(self, n: int) -> None:
+        if not self.rate:
+            return
+        with self.lock:
+            start = max(time.monotonic(), self.free_at)
+            self.free_at = start + n / self.rate
+            done = self.free_at
+        delay = done - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+class _Throttled:
+    """A request body read through the link."""
+
+    def __init__(self, stream, link: Link) -> None:  # noqa: ANN001
+        self.stream, self.link = stream, link
+
+    def read(self, *args) -> bytes:  # noqa: ANN002
+        data = self.stream.read(*args)
+        self.link.transfer(len(data))
+        return data
+
+    def readline(self, *args) -> bytes:  # noqa: ANN002
+        data = self.stream.readline(*args)
+        self.link.transfer(len(data))
+        return data
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(self.readline, b"")
+
+
+def moto_serve(port: str, link_mbps: str = "0", latency_ms: str = "0") -> None:
     """Child: moto's S3 over HTTP on 127.0.0.1:port behind CountingApp, until stdin closes."""
     import logging
 
@@ -378,7 +435,8 @@ def moto_serve(port: str) -> None:
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    app = CountingApp(DomainDispatcherApplication(create_backend_app))
+    link = Link(float(link_mbps) * 1e6, float(latency_ms) / 1000) if float(link_mbps) or float(latency_ms) else None
+    app = CountingApp(DomainDispatcherApplication(create_backend_app), link)
     server = make_server("127.0.0.1", int(port), app, threaded=True, request_handler=MotoRequestHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print("ready", flush=True)
@@ -387,12 +445,12 @@ def moto_serve(port: str) -> None:
 
 
 class Moto:
-    def __init__(self) -> None:
+    def __init__(self, link_mbps: float = 0.0, latency_ms: float = 0.0) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         self.endpoint = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen([sys.executable, __file__, "moto", str(port)], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, __file__, "moto", str(port), str(link_mbps), str(latency_ms)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
             raise SystemExit("moto server did not start")
@@ -434,6 +492,7 @@ def worker_etl(config_json: str) -> dict:
     sa.engine.make_url(config["source_url"]).get_dialect().import_dbapi()
     # A scheduler process loads botocore's S3 model once; every later run_sync reuses it.
     boto3.client("s3", endpoint_url=config["endpoint"], region_name="us-east-1")
+    timings = instrument_etl()
     settings = get_settings(source_url=config["source_url"], storage_url=config["storage_url"],
                             s3_endpoint_url=config["endpoint"], etl_state_dir=config["state_dir"],
                             manifest_format=config["manifest_format"], chunk_size=config["chunk_size"])
@@ -445,8 +504,40 @@ def worker_etl(config_json: str) -> dict:
     return {"status": record["status"], "seconds": seconds, "started_wall": wall,
             "uploaded_bytes": record["uploaded_bytes"], "uploaded_objects": record["uploaded_objects"],
             "size_bytes": manifest.get("size_bytes"), "version": manifest.get("version"),
-            "rows": sum(t["rows"] for t in record["tables"].values()),
+            "rows": sum(t["rows"] for t in record["tables"].values()), "timings": timings,
             "tables_seconds": {k: v["seconds"] for k, v in record["tables"].items()}}
+
+
+def instrument_etl() -> dict[str, float]:
+    """Wrap the steps of a sync with timers (seconds summed per step), without changing them:
+    where a chunked sync's time goes beyond what the log lines tell."""
+    from analytics_etl import build, chunk_publish, pipeline, publish
+    from analytics_shared.storage.s3 import S3Store
+
+    timings: dict[str, float] = {}
+
+    def timed(owner: object, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                timings[label] = round(timings.get(label, 0.0) + time.perf_counter() - started, 4)
+
+        setattr(owner, name, wrapper)
+
+    timed(build.Build, "__enter__", "prepare kept file + open")
+    timed(build.Build, "finish", "finish: views + checkpoint + close")
+    timed(publish, "scan_file", "scan: sha256 + marks (+ chunk PUTs alongside)")
+    timed(chunk_publish.ChunkUploader, "finish", "wait for chunk PUTs")
+    timed(S3Store, "upload_file", "whole-file upload + HEAD")
+    timed(publish, "write_index", "index PUT")
+    timed(publish, "write_manifest", "manifest PUT")
+    timed(pipeline, "retain_and_collect", "retention + chunk GC")
+    timed(pipeline, "_record_run", "run record PUT")
+    return timings
 
 
 def worker_api(config_json: str) -> None:
@@ -555,7 +646,8 @@ class Pipeline:
     def __init__(self, label: str, manifest_format: int, chunk_size: int, work: Path, moto: Moto,
                  source: Path, concurrency: int) -> None:
         self.label, self.format, self.chunk_size = label, manifest_format, chunk_size
-        self.bucket = "bench-" + re.sub(r"[^a-z0-9]", "", label.lower())
+        # One bucket per size and contender: the moto server (and what it stores) outlives a size.
+        self.bucket = f"bench-{work.name}-" + re.sub(r"[^a-z0-9]", "", label.lower())
         self.dir = work / label
         self.dir.mkdir(parents=True)
         self.moto = moto
@@ -617,17 +709,32 @@ def run_size(rows: int, args: argparse.Namespace, moto: Moto, work_root: Path) -
             steps[step] = {"mutation": mutation, "pipelines": {}}
             for p in order:
                 etl = p.sync(step)
+                if step == "full" and etl["status"] != "published":
+                    raise SystemExit(f"{p.label}: the full load did not publish ({etl['status']})")
                 api = p.load()
                 steps[step]["pipelines"][p.label] = {"etl": etl, "api": api}
                 print(f"  {step:7s} {p.label:13s} sync {etl['seconds']:7.2f} s {etl['status']:10s} up "
                       f"{etl['uploaded_bytes'] / MIB:9.2f} MiB ({share(etl['uploaded_bytes'], etl['file_bytes']):6.1%}) "
                       f"| load {api['seconds']:6.2f} s down {api['downloaded_bytes'] / MIB:9.2f} MiB "
                       f"(reused {api['reused']}/{api['chunks']})", flush=True)
+        series = []
+        for i in range(args.series):  # the long run: 1% updated every sync, N syncs in a row
+            mutate_source(source, "update", fraction=args.fraction, seed=1000 + i)
+            row = {}
+            for p in pipelines:
+                etl, api = p.sync(f"series-{i}"), p.load()
+                row[p.label] = {"status": etl["status"], "file_bytes": etl["file_bytes"], "sync_s": etl["seconds"],
+                                "up_bytes": etl["uploaded_bytes"], "load_s": api["seconds"],
+                                "down_bytes": api["downloaded_bytes"]}
+            series.append(row)
+            print(f"  series {i:3d} " + " | ".join(
+                f"{k} {v['file_bytes'] / MIB:8.1f} MiB up {share(v['up_bytes'], v['file_bytes']):6.1%}"
+                for k, v in row.items()), flush=True)
     finally:
         for p in pipelines:
             p.stop()
     return {"rows": rows, "source_bytes": pristine.stat().st_size, "generated_seconds": generated,
-            "contenders": [p.label for p in pipelines], "steps": steps}
+            "contenders": [p.label for p in pipelines], "steps": steps, "series": series}
 
 
 # ------------------------------------------------------------------------------- report --
@@ -705,7 +812,9 @@ def cost_table(run: dict, chunked: str, *, db_bytes: int, interval_s: int, hosts
 
 def markdown(report: dict) -> str:
     chunked = report["chunked"]
-    lines = []
+    link = report.get("link") or {}
+    lines = [("S3 link: modelled, " f"{link['mbps']:g} MB/s shared by both directions, {link['latency_ms']:g} ms per request"
+              if link.get("mbps") or link.get("latency_ms") else "S3 link: loopback (moto on this machine)"), ""]
     for run in report["runs"]:
         full = step_row(run["steps"]["full"], chunked)
         lines += [f"### {run['rows']:,} rows — snapshot {full['file_bytes'] / MIB:,.1f} MiB "
@@ -737,9 +846,34 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {name} | {label} | {_ratio(r['up_bytes'], whole['up_bytes'])} | "
                              f"{_ratio(r['down_bytes'], whole['down_bytes'])} | {_ratio(r['sync_s'], whole['sync_s'])} | "
                              f"{_ratio(r['load_s'], whole['load_s'])} | {phase} |")
+        timed = [label for label in run["contenders"] if run["steps"]["update"]["pipelines"][label]["etl"].get("timings")]
+        if timed:
+            lines += ["", "ETL steps of the 1%-updated sync, s (timers around the pipeline's functions):", "",
+                      "| step | " + " | ".join(timed) + " |", "|---|" + "---:|" * len(timed)]
+            names = list(dict.fromkeys(k for label in timed
+                                       for k in run["steps"]["update"]["pipelines"][label]["etl"]["timings"]))
+            for name in ["tables (extract + merge)", *names]:
+                cells = []
+                for label in timed:
+                    etl = run["steps"]["update"]["pipelines"][label]["etl"]
+                    value = sum(etl["tables_seconds"].values()) if name.startswith("tables") else etl["timings"].get(name)
+                    cells.append("" if value is None else f"{value:.2f}")
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines += ["", f"Targets ({chunked}):", "", "| target | measured | met |", "|---|---|---|"]
         lines += [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in run["targets"]]
         lines.append("")
+        if run.get("series"):
+            labels = list(run["series"][0])
+            lines += [f"{len(run['series'])} syncs in a row, 1% of rows updated before each:", "",
+                      "| sync | " + " | ".join(f"{label}: file MiB, uploaded %" for label in labels) + " |",
+                      "|---:|" + "---:|" * len(labels)]
+            for i, row in enumerate(run["series"]):
+                lines.append(f"| {i + 1} | " + " | ".join(
+                    f"{v['file_bytes'] / MIB:,.1f}, {share(v['up_bytes'], v['file_bytes']):.1%}"
+                    + ("" if v["status"] == "published" else f" {v['status']}") for v in row.values()) + " |")
+            mean = {label: share(sum(r[label]["up_bytes"] for r in run["series"]),
+                                 sum(r[label]["file_bytes"] for r in run["series"])) for label in labels}
+            lines += ["| all, bytes-weighted | " + " | ".join(f"{mean[label]:.1%}" for label in labels) + " |", ""]
     if report.get("cost"):
         c = report["cost"]
         lines += [f"### Daily transfer and S3 cost: {c['db_gib']:g} GiB database, a sync every {c['interval_s']} s, "
@@ -788,7 +922,7 @@ def _git(*args: str) -> str:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "moto":
-        moto_serve(sys.argv[2])
+        moto_serve(*sys.argv[2:])
         return
     if len(sys.argv) > 1 and sys.argv[1] == "etl":
         print(json.dumps(worker_etl(sys.argv[2])))
@@ -804,6 +938,11 @@ def main() -> None:
     parser.add_argument("--fetch-concurrency", type=int, default=8, help="SNAPSHOT_FETCH_CONCURRENCY of the API hosts")
     parser.add_argument("--data-dir", type=Path, default=RESULTS / "snapshot-data", help="cached generated sources")
     parser.add_argument("--work-dir", type=Path, default=None, help="scratch (default: a temp dir, removed)")
+    parser.add_argument("--series", type=int, default=0,
+                        help="after the scenarios, N more syncs in a row with 1%% updated each (file growth, compaction)")
+    parser.add_argument("--link-mbps", type=float, default=0.0,
+                        help="model the network to S3: MB/s shared by both directions (0: loopback, unlimited)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="model the network to S3: ms per request")
     parser.add_argument("--cost-gib", type=float, default=10.0, help="database size for the cost table")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default bench/results/snapshot-<time>.json)")
     parser.add_argument("--render", type=Path, default=None, help="only print the tables of a saved JSON result")
@@ -833,7 +972,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     chunked = f"chunk-{size_label(args.chunk_sizes[0])}"
     runs = []
-    moto = Moto()
+    moto = Moto(args.link_mbps, args.latency_ms)
     try:
         for rows in args.rows:
             runs.append(run_size(rows, args, moto, work))
@@ -850,6 +989,7 @@ def main() -> None:
     report = {"date": finished.isoformat(), "command": " ".join([Path(sys.executable).name, *sys.argv]), "git": git,
               "cpus": os.cpu_count(), "chunked": chunked, "prices": PRICES, "moto_peak_rss_mb": moto_peak,
               "args": {k: str(v) for k, v in vars(args).items()}, "runs": runs,
+              "link": {"mbps": args.link_mbps, "latency_ms": args.latency_ms},
               "cost": {"db_gib": args.cost_gib, "interval_s": 60, "hosts": 2, "workers": 2, "poll_s": 10.0}}
     analyse(report)
     out = args.out or RESULTS / f"snapshot-{finished:%Y%m%d-%H%M%S}.json"
