@@ -52,6 +52,10 @@ class SnapshotState:
     chunks_in_store: bool = False
     dirty: bool = False
 
+    @property
+    def identity(self) -> tuple[int, int, int]:
+        return self.inode, self.size, self.mtime_ns
+
     @classmethod
     def from_json(cls, text: str) -> SnapshotState:
         data = json.loads(text)
@@ -86,7 +90,7 @@ class LocalSnapshot:
             identity = file_identity(self.path)
         except FileNotFoundError:
             return None
-        if identity != (state.inode, state.size, state.mtime_ns) and not state.dirty:
+        if identity != state.identity and not state.dirty:
             log.warning("state.modified", path=str(self.path))  # written behind our back: repair it
             state.dirty = True
         return state
@@ -112,7 +116,7 @@ class LocalSnapshot:
         base = None
         if self.path.exists():  # a clean file's chunk table is known; any other is hashed before reuse
             clean = state is not None and not state.dirty
-            base = LocalChunks(self.path, state.chunks, (state.inode, state.size, state.mtime_ns)) if clean \
+            base = LocalChunks(self.path, state.chunks, state.identity) if clean \
                 else LocalChunks(self.path)
         tmp = self.dir / "snapshot.download"
         try:
@@ -140,7 +144,7 @@ class LocalSnapshot:
         if state is None or not self.path.exists():
             return
         # A WAL left beside an untouched file would replay unpublished changes at the next open.
-        if file_identity(self.path) == (state.inode, state.size, state.mtime_ns) and not self._wal.exists():
+        if file_identity(self.path) == state.identity and not self._wal.exists():
             state.dirty = False
             self._write_state(state)
         else:
