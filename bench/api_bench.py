@@ -687,6 +687,15 @@ def worker_memory(pid: int) -> dict[str, float]:
     return mem
 
 
+def worker_cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def worker_snapshot_files(pid: int, cache_dir: Path) -> list[str]:
     """Names of the snapshot files a worker holds open (its current version, plus any in use)."""
     names = []
@@ -802,17 +811,33 @@ def run_soak(args, pool, work: Path) -> dict:
     try:
         server.wait_ready("/ready")
         pids = sorted(w.pid for w in server.workers())
-        load = SoakLoad(port, token, counts["orders"], args.soak_connections, pool, work)
+        # Each worker must be under load: a worker's event loop may accept every connection that
+        # arrives at once, leaving the other idle for the whole run. Start again until both work.
+        for attempt in range(10):
+            load = SoakLoad(port, token, counts["orders"], args.soak_connections, pool, work)
+            before = [worker_cpu_seconds(pid) for pid in pids]
+            time.sleep(3)
+            used = [worker_cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
+            if min(used) >= 0.25 * max(used) and max(used) > 0:
+                break
+            print(f"# soak: load reached the workers unevenly (CPU s {used}); starting the load again",
+                  file=sys.stderr)
+            load.stop()
+            load = None
+        else:
+            raise SystemExit("soak: could not spread the load over every worker")
         time.sleep(args.soak_interval)  # every worker has served lookups on version 0
 
         def sample(swap: int) -> None:
             now = [w.pid for w in server.workers()]
             if sorted(now) != pids:
                 raise SystemExit(f"worker restarted during the soak ({pids} -> {now}); see {server.log}")
-            row = {"swap": swap, "workers": [worker_memory(pid) for pid in pids]}
+            row = {"swap": swap, "workers": [{**worker_memory(pid), "cpu_s": worker_cpu_seconds(pid)}
+                                             for pid in pids]}
             samples.append(row)
             print(f"# soak swap {swap:4d}: RSS " + " / ".join(f"{m.get('VmRSS', 0):7.1f}" for m in row["workers"])
-                  + " MiB (anon " + " / ".join(f"{m.get('Anonymous', 0):.1f}" for m in row["workers"]) + ")",
+                  + " MiB (anon " + " / ".join(f"{m.get('Anonymous', 0):.1f}" for m in row["workers"])
+                  + "), CPU s " + " / ".join(f"{m['cpu_s']:.0f}" for m in row["workers"]),
                   file=sys.stderr)
 
         sample(0)
@@ -868,10 +893,14 @@ def soak_markdown(run: dict) -> str:
              f"{run['snapshot_bytes'] / 2**20:.1f} MiB, a new snapshot every {run['interval']:g} s, "
              f"SNAPSHOT_POLL_SECONDS={run['poll']:g}" + (f", env {' '.join(run['env'])}" if run["env"] else ""),
              "", "| swaps | " + " | ".join(f"worker {i + 1} RSS (anon) MiB" for i in range(len(run["samples"][0]["workers"])))
-             + " |", "|---:|" + "---:|" * len(run["samples"][0]["workers"])]
+             + " | worker CPU s since the last row |", "|---:|" + "---:|" * len(run["samples"][0]["workers"]) + "---:|"]
+    previous = None
     for s in run["samples"]:
+        cpu = " / ".join(f"{m['cpu_s'] - (p['cpu_s'] if previous else 0):.1f}"
+                         for m, p in zip(s["workers"], (previous or s)["workers"], strict=True))
         lines.append(f"| {s['swap']} | " + " | ".join(f"{m['VmRSS']:,.0f} ({m.get('Anonymous', 0):,.0f})"
-                                                     for m in s["workers"]) + " |")
+                                                     for m in s["workers"]) + f" | {cpu} |")
+        previous = s
     lines += ["", f"Load ({t['generator']}): {t['requests']:,} requests, {t['non_2xx']} non-2xx, "
                   f"{t['socket_errors']} socket errors, {t['timeouts']} timeouts; p50 {fmt_ms(t['p50_ms'])} ms, "
                   f"p99 {fmt_ms(t['p99_ms'])} ms. Manifest flip → every worker serving it: p50 "
