@@ -696,6 +696,26 @@ def worker_cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def served_counts(port: int) -> dict[str, int]:
+    """Requests answered and result-cache hits so far, summed over the workers (/metrics)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    out = {"requests": 0, "non_200": 0, "cache_hits": 0}
+    for line in text.splitlines():
+        if line.startswith("analytics_api_requests_total{") and 'route="/query"' in line:
+            n = int(float(line.rsplit(" ", 1)[1]))
+            out["requests"] += n
+            if 'status="200"' not in line:
+                out["non_200"] += n
+        elif line.startswith('analytics_api_result_cache_total{result="hit"}'):
+            out["cache_hits"] += int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
 def worker_snapshot_files(pid: int, cache_dir: Path) -> list[str]:
     """Names of the snapshot files a worker holds open (its current version, plus any in use)."""
     names = []
@@ -833,7 +853,7 @@ def run_soak(args, pool, work: Path) -> dict:
             if sorted(now) != pids:
                 raise SystemExit(f"worker restarted during the soak ({pids} -> {now}); see {server.log}")
             row = {"swap": swap, "workers": [{**worker_memory(pid), "cpu_s": worker_cpu_seconds(pid)}
-                                             for pid in pids]}
+                                             for pid in pids], **served_counts(port)}
             samples.append(row)
             print(f"# soak swap {swap:4d}: RSS " + " / ".join(f"{m.get('VmRSS', 0):7.1f}" for m in row["workers"])
                   + " MiB (anon " + " / ".join(f"{m.get('Anonymous', 0):.1f}" for m in row["workers"])
@@ -893,13 +913,16 @@ def soak_markdown(run: dict) -> str:
              f"{run['snapshot_bytes'] / 2**20:.1f} MiB, a new snapshot every {run['interval']:g} s, "
              f"SNAPSHOT_POLL_SECONDS={run['poll']:g}" + (f", env {' '.join(run['env'])}" if run["env"] else ""),
              "", "| swaps | " + " | ".join(f"worker {i + 1} RSS (anon) MiB" for i in range(len(run["samples"][0]["workers"])))
-             + " | worker CPU s since the last row |", "|---:|" + "---:|" * len(run["samples"][0]["workers"]) + "---:|"]
+             + " | /query requests (cache hits) since the last row | worker CPU s since the last row |",
+             "|---:|" + "---:|" * len(run["samples"][0]["workers"]) + "---:|---:|"]
     previous = None
     for s in run["samples"]:
         cpu = " / ".join(f"{m['cpu_s'] - (p['cpu_s'] if previous else 0):.1f}"
                          for m, p in zip(s["workers"], (previous or s)["workers"], strict=True))
+        served = (f"{s['requests'] - (previous or {}).get('requests', 0):,} "
+                  f"({s['cache_hits'] - (previous or {}).get('cache_hits', 0):,})")
         lines.append(f"| {s['swap']} | " + " | ".join(f"{m['VmRSS']:,.0f} ({m.get('Anonymous', 0):,.0f})"
-                                                     for m in s["workers"]) + f" | {cpu} |")
+                                                     for m in s["workers"]) + f" | {served} | {cpu} |")
         previous = s
     lines += ["", f"Load ({t['generator']}): {t['requests']:,} requests, {t['non_2xx']} non-2xx, "
                   f"{t['socket_errors']} socket errors, {t['timeouts']} timeouts; p50 {fmt_ms(t['p50_ms'])} ms, "
