@@ -8,9 +8,10 @@ served.
 
 The budget (RESULT_CACHE_MB) bounds what the entries really hold: the body's allocation,
 the key, the headers and the objects around them, not only the body's length. Counting
-len(body) alone let a point lookup's 700-byte JSON hold ~4 KB (orjson's buffer, see
-serialize.render_json) plus ~1 KB of key and headers: a 64 MB cache held ~850 MB per
-worker, and under load every swap added a new version's worth of dead entries until it did.
+len(body) alone let a point lookup's 769-byte JSON hold 4.1 KB (orjson's buffer, see
+serialize.render_json) plus ~0.6 KB of key, headers and objects: the 64 MB cache held
+~420 MB per worker, and under load every swap added a new version's worth of dead entries
+until it did (docs/benchmarks.md, "Soak").
 """
 
 from __future__ import annotations
