@@ -21,6 +21,13 @@ bench/results/api-data/; --snapshot-gb adds a second pass on a ~N GB snapshot bu
 generator (K id-shifted copies of the ETL snapshot) published with its own manifest.
 
     .venv/bin/python bench/api_bench.py --rows 3300000 [--duration 12] [--snapshot-gb 1]
+
+Soak (--soak SWAPS): two Gunicorn workers under randomised point lookups (wrk -t1 -c8, or the
+benchmark's own clients without wrk) for the whole run while the ETL publishes a new snapshot of a
+50,000-row demo source every --soak-interval s; each worker's RSS (and its anonymous part) every
+--soak-every swaps, and a verdict comparing swap 20 with the last:
+
+    .venv/bin/python bench/api_bench.py --soak 200
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -104,10 +112,13 @@ def _client(task: dict) -> dict:
     cpu_start = None
     while time.time() < task["start_at"]:
         time.sleep(0.005)
+    stop_file = task.get("stop_file")  # the soak's clients run until the benchmark creates it
+    sent = 0
     while True:
         now = time.time()
-        if now >= end:
+        if now >= end or (stop_file and sent % 50 == 0 and os.path.exists(stop_file)):
             break
+        sent += 1
         if cpu_start is None and now >= measure_from:
             t = os.times()
             cpu_start = t.user + t.system
@@ -651,6 +662,292 @@ def run_snapshot(label: str, store: Path, args, pool, work: Path) -> dict:
             s.stop()
 
 
+# ---------------------------------------------------------------- soak: memory over many swaps
+
+SOAK_LUA = """
+local n = %(orders)d
+math.randomseed(%(seed)d)
+wrk.headers["Authorization"] = "Bearer %(token)s"
+request = function()
+  return wrk.format("GET", "/query?q=SELECT%%20*%%20FROM%%20orders%%20WHERE%%20id%%20%%3D%%20" .. math.random(1, n))
+end
+local statuses = {}
+response = function(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+done = function(summary, latency, requests)
+  io.write(string.format("SOAK-WRK %%d %%d %%d %%d %%d %%d %%.3f %%.3f\\n", summary.requests,
+    summary.errors.connect + summary.errors.read + summary.errors.write, summary.errors.status,
+    summary.errors.timeout, summary.duration, 0, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def _proc_kb(pid: int, name: str, fields: tuple[str, ...]) -> dict[str, float]:
+    out = {}
+    try:
+        with open(f"/proc/{pid}/{name}") as fh:
+            for line in fh:
+                key, _, rest = line.partition(":")
+                if key in fields:
+                    out[key] = int(rest.split()[0]) / 1024
+    except OSError:
+        pass
+    return out
+
+
+def worker_memory(pid: int) -> dict[str, float]:
+    """RSS of one worker and its split: anonymous (heap, DuckDB's buffers) vs file-backed, in MiB."""
+    mem = _proc_kb(pid, "smaps_rollup", ("Rss", "Anonymous", "Private_Dirty"))
+    mem.update(_proc_kb(pid, "status", ("VmRSS", "VmHWM", "Threads")))
+    return mem
+
+
+def worker_cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def served_counts(port: int) -> dict[str, int]:
+    """Requests answered and result-cache hits so far, summed over the workers (/metrics)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    out = {"requests": 0, "non_200": 0, "cache_hits": 0}
+    for line in text.splitlines():
+        if line.startswith("analytics_api_requests_total{") and 'route="/query"' in line:
+            n = int(float(line.rsplit(" ", 1)[1]))
+            out["requests"] += n
+            if 'status="200"' not in line:
+                out["non_200"] += n
+        elif line.startswith('analytics_api_result_cache_total{result="hit"}'):
+            out["cache_hits"] += int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
+def worker_snapshot_files(pid: int, cache_dir: Path) -> list[str]:
+    """Names of the snapshot files a worker holds open (its current version, plus any in use)."""
+    names = []
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith(str(cache_dir)) and ".duckdb" in target:
+                names.append(Path(target.removesuffix(" (deleted)")).name)
+    except OSError:
+        pass
+    return sorted(names)
+
+
+class SoakLoad:
+    """Randomised point lookups for the whole soak: wrk (1 thread, N connections) if installed,
+    else the benchmark's own Python clients (one keep-alive connection per process)."""
+
+    def __init__(self, port: int, token: str, orders: int, connections: int, pool, work: Path) -> None:
+        self.wrk = shutil.which("wrk")
+        self.proc = None
+        self.result = None
+        if self.wrk:
+            script = work / "soak.lua"
+            script.write_text(SOAK_LUA % {"orders": orders, "seed": 12, "token": token})
+            self.out = open(work / "wrk.out", "w+")  # noqa: SIM115 - closed in stop()
+            self.proc = subprocess.Popen([self.wrk, "-t1", f"-c{connections}", "-d24h", "--timeout", "30s",
+                                          "-s", str(script), f"http://127.0.0.1:{port}/"],
+                                         stdout=self.out, stderr=subprocess.STDOUT)
+        else:
+            tasks = [{"port": port, "token": token, "contender": "api", "workload": "point",
+                      "counts": {"orders": orders}, "seed": 5000 + i, "start_at": time.time(), "warmup": 0.0,
+                      "duration": 24 * 3600.0, "stop_file": str(work / "soak.stop")} for i in range(connections)]
+            self.stop_file = work / "soak.stop"
+            self.async_result = pool.map_async(_client, tasks)
+
+    def stop(self) -> dict:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)  # wrk prints its summary on SIGINT
+            self.proc.wait(30)
+            self.out.seek(0)
+            text = self.out.read()
+            self.out.close()
+            line = next((x for x in text.splitlines() if x.startswith("SOAK-WRK ")), None)
+            if line is None:
+                raise SystemExit(f"wrk gave no summary:\n{text[-2000:]}")
+            requests, socket_errors, non_2xx, timeouts, duration_us, _, p50, p99 = line.split()[1:]
+            return {"generator": "wrk -t1", "requests": int(requests), "socket_errors": int(socket_errors),
+                    "non_2xx": int(non_2xx), "timeouts": int(timeouts), "seconds": int(duration_us) / 1e6,
+                    "p50_ms": float(p50), "p99_ms": float(p99)}
+        self.stop_file.touch()
+        parts = self.async_result.get(60)
+        statuses = sum_counts(parts, "statuses")
+        lat = sorted(x for p in parts for x in p["latencies"])
+        return {"generator": "python clients", "requests": len(lat), "socket_errors": 0,
+                "non_2xx": sum(v for k, v in statuses.items() if not k.startswith("2")), "timeouts": 0,
+                "seconds": None, "p50_ms": summarize(lat, 1)["p50_ms"], "p99_ms": summarize(lat, 1)["p99_ms"]}
+
+
+def run_soak(args, pool, work: Path) -> dict:
+    """Two Gunicorn workers under point lookups for the whole run while the ETL publishes a new
+    snapshot every --soak-interval s; worker memory sampled every --soak-every swaps."""
+    from analytics_api.auth.local_issuer import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer
+    from analytics_etl.config import get_settings as etl_settings
+    from analytics_etl.demo_source import create_demo_source, mutate_demo_source
+    from analytics_etl.pipeline import run_sync
+    from analytics_shared.logging import configure_logging
+    from analytics_shared.manifest import read_manifest
+    from analytics_shared.storage import open_store
+
+    configure_logging("WARNING", service="etl-service")
+    src, store_dir, cache_dir = work / "soak-source.db", work / "soak-store", work / "soak-cache"
+    counts = create_demo_source(src, rows=args.soak_rows, seed=1)
+    etl = etl_settings(source_url=f"sqlite:///{src}", storage_url=f"file://{store_dir}",
+                       etl_state_dir=str(work / "soak-etl-state"), cursor_lag_seconds=60)
+    store = open_store(f"file://{store_dir}")
+
+    def publish(i: int) -> str:
+        if i:
+            mutate_demo_source(src, fraction=0.01, seed=i)
+        result = run_sync(etl)
+        if result["status"] != "published":
+            raise SystemExit(f"ETL sync {i}: {result['status']} {result.get('errors')}")
+        manifest, _ = read_manifest(store)
+        return manifest
+
+    first = publish(0)
+    print(f"# soak: {sum(counts.values()):,} source rows ({counts['orders']:,} orders), snapshot "
+          f"{first.size_bytes / 2**20:.1f} MiB", file=sys.stderr)
+    issuer = LocalIssuer.generate()
+    jwks = issuer.save(work / "soak-issuer")
+    token = issuer.mint(sub="soak", ttl_seconds=48 * 3600)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(
+        ("AUTH0_", "RATE_LIMIT_", "SNAPSHOT_", "STORAGE_", "S3_", "GUNICORN_", "WEB_CONCURRENCY"))}
+    env.update({"BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(args.workers),
+                "STORAGE_URL": f"file://{store_dir}", "AUTH0_JWKS_URL": f"file://{jwks}",
+                "AUTH0_ISSUER": LOCAL_ISSUER, "AUTH0_API_AUDIENCE": LOCAL_AUDIENCE,
+                "RATE_LIMIT_REQUESTS": "1000000000", "SNAPSHOT_POLL_SECONDS": str(args.soak_poll),
+                "SNAPSHOT_CACHE_DIR": str(cache_dir), "LOG_LEVEL": args.soak_log_level,
+                "PROMETHEUS_MULTIPROC_DIR": str(work / "soak-prometheus"),
+                "GUNICORN_CMD_ARGS": f"--control-socket {work / 'soak.ctl'}"})
+    for item in args.soak_env:
+        key, _, value = item.partition("=")
+        env[key] = value
+    server = Server("api", [str(VENV_BIN / "gunicorn"), "-c", "python:analytics_api.gunicorn_conf"], env, port,
+                    work / "soak-api.log")
+    load = None
+    samples: list[dict] = []
+    swap_seconds: list[float] = []
+    try:
+        server.wait_ready("/ready")
+        pids = sorted(w.pid for w in server.workers())
+        # Each worker must be under load: a worker's event loop may accept every connection that
+        # arrives at once, leaving the other idle for the whole run. Start again until both work.
+        for attempt in range(10):
+            load = SoakLoad(port, token, counts["orders"], args.soak_connections, pool, work)
+            before = [worker_cpu_seconds(pid) for pid in pids]
+            time.sleep(3)
+            used = [worker_cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
+            if min(used) >= 0.25 * max(used) and max(used) > 0:
+                break
+            print(f"# soak: load reached the workers unevenly (CPU s {used}); starting the load again",
+                  file=sys.stderr)
+            load.stop()
+            load = None
+        else:
+            raise SystemExit("soak: could not spread the load over every worker")
+        time.sleep(args.soak_interval)  # every worker has served lookups on version 0
+
+        def sample(swap: int) -> None:
+            now = [w.pid for w in server.workers()]
+            if sorted(now) != pids:
+                raise SystemExit(f"worker restarted during the soak ({pids} -> {now}); see {server.log}")
+            row = {"swap": swap, "workers": [{**worker_memory(pid), "cpu_s": worker_cpu_seconds(pid)}
+                                             for pid in pids], **served_counts(port)}
+            samples.append(row)
+            print(f"# soak swap {swap:4d}: RSS " + " / ".join(f"{m.get('VmRSS', 0):7.1f}" for m in row["workers"])
+                  + " MiB (anon " + " / ".join(f"{m.get('Anonymous', 0):.1f}" for m in row["workers"])
+                  + "), CPU s " + " / ".join(f"{m['cpu_s']:.0f}" for m in row["workers"]),
+                  file=sys.stderr)
+
+        sample(0)
+        for swap in range(1, args.soak + 1):
+            started = time.monotonic()
+            manifest = publish(swap)
+            prefix = re.sub(r"[^A-Za-z0-9_.-]", "_", manifest.version)
+            deadline = started + 60
+            while not all(any(n.startswith(prefix) for n in worker_snapshot_files(pid, cache_dir)) for pid in pids):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"swap {swap}: workers did not load {manifest.version} within 60 s; "
+                                     f"see {server.log}")
+                time.sleep(0.05)
+            swap_seconds.append(time.monotonic() - started)
+            if swap % args.soak_every == 0 or swap == args.soak:
+                sample(swap)
+            time.sleep(max(0.0, started + args.soak_interval - time.monotonic()))
+        traffic = load.stop()
+        load = None
+    finally:
+        if load is not None:
+            try:
+                load.stop()
+            except Exception:  # noqa: BLE001 - the server is being stopped anyway
+                pass
+        server.stop()
+    return {"rows": sum(counts.values()), "orders": counts["orders"], "snapshot_bytes": first.size_bytes,
+            "swaps": args.soak, "interval": args.soak_interval, "poll": args.soak_poll,
+            "env": args.soak_env, "samples": samples, "traffic": traffic,
+            "swap_seconds_p50": sorted(swap_seconds)[len(swap_seconds) // 2] if swap_seconds else None,
+            "swap_seconds_max": max(swap_seconds) if swap_seconds else None}
+
+
+def soak_verdict(run: dict, base: int = 20) -> tuple[str, bool]:
+    by = {s["swap"]: s for s in run["samples"]}
+    last = run["samples"][-1]
+    first = by.get(base) or run["samples"][0]
+    growths = []
+    for a, b in zip(first["workers"], last["workers"], strict=True):
+        growths.append((b["VmRSS"] - a["VmRSS"]) / a["VmRSS"])
+    worst = max(growths)
+    ok = worst <= 0.10
+    text = (f"RSS swap {first['swap']} → {last['swap']}: "
+            + ", ".join(f"worker {i + 1} {a['VmRSS']:.0f} → {b['VmRSS']:.0f} MiB ({g:+.1%})"
+                        for i, (a, b, g) in enumerate(zip(first["workers"], last["workers"], growths, strict=True)))
+            + f"; {'FLAT' if ok else 'GROWING'} (target: within 10%)")
+    return text, ok
+
+
+def soak_markdown(run: dict) -> str:
+    t = run["traffic"]
+    lines = [f"{run['rows']:,} source rows ({run['orders']:,} orders), snapshot "
+             f"{run['snapshot_bytes'] / 2**20:.1f} MiB, a new snapshot every {run['interval']:g} s, "
+             f"SNAPSHOT_POLL_SECONDS={run['poll']:g}" + (f", env {' '.join(run['env'])}" if run["env"] else ""),
+             "", "| swaps | " + " | ".join(f"worker {i + 1} RSS (anon) MiB" for i in range(len(run["samples"][0]["workers"])))
+             + " | /query requests (cache hits) since the last row | worker CPU s since the last row |",
+             "|---:|" + "---:|" * len(run["samples"][0]["workers"]) + "---:|---:|"]
+    previous = None
+    for s in run["samples"]:
+        cpu = " / ".join(f"{m['cpu_s'] - (p['cpu_s'] if previous else 0):.1f}"
+                         for m, p in zip(s["workers"], (previous or s)["workers"], strict=True))
+        served = (f"{s['requests'] - (previous or {}).get('requests', 0):,} "
+                  f"({s['cache_hits'] - (previous or {}).get('cache_hits', 0):,})")
+        lines.append(f"| {s['swap']} | " + " | ".join(f"{m['VmRSS']:,.0f} ({m.get('Anonymous', 0):,.0f})"
+                                                     for m in s["workers"]) + f" | {served} | {cpu} |")
+        previous = s
+    lines += ["", f"Load ({t['generator']}): {t['requests']:,} requests, {t['non_2xx']} non-2xx, "
+                  f"{t['socket_errors']} socket errors, {t['timeouts']} timeouts; p50 {fmt_ms(t['p50_ms'])} ms, "
+                  f"p99 {fmt_ms(t['p99_ms'])} ms. Manifest flip → every worker serving it: p50 "
+                  f"{run['swap_seconds_p50']:.2f} s, max {run['swap_seconds_max']:.2f} s.",
+              "", soak_verdict(run)[0]]
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- report
 
 def fmt_ms(v: float | None) -> str:
@@ -744,7 +1041,19 @@ def main() -> None:
                         help="skip the API-with-bind-parameters variant")
     parser.add_argument("--data-dir", type=Path, default=RESULTS / "api-data", help="cached snapshots")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default bench/results/api-<time>.json)")
+    parser.add_argument("--soak", type=int, default=0, metavar="SWAPS",
+                        help="instead: the soak (worker memory over SWAPS snapshot swaps under point lookups)")
+    parser.add_argument("--soak-rows", type=int, default=50_000, help="soak: demo source rows (40%% orders)")
+    parser.add_argument("--soak-interval", type=float, default=3.5, help="soak: seconds between ETL publishes")
+    parser.add_argument("--soak-poll", type=float, default=1.0, help="soak: SNAPSHOT_POLL_SECONDS")
+    parser.add_argument("--soak-every", type=int, default=10, help="soak: sample worker memory every N swaps")
+    parser.add_argument("--soak-connections", type=int, default=8, help="soak: load generator connections")
+    parser.add_argument("--soak-log-level", default="info", help="soak: the API's LOG_LEVEL")
+    parser.add_argument("--soak-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="soak: extra environment for the API (repeatable), e.g. MALLOC_ARENA_MAX=2")
     args = parser.parse_args()
+    if args.soak:
+        return soak_main(args)
     args.workloads = [w for w in args.workloads.split(",") if w]
     global HEAVY
     HEAVY = HEAVY_SQL[args.heavy]
@@ -784,6 +1093,33 @@ def main() -> None:
     for r in runs:
         print(markdown(r))
         print()
+
+
+def soak_main(args) -> None:
+    git = {"commit": _git("rev-parse", "--short", "HEAD"),
+           "api_service_uncommitted": _git("status", "--porcelain", "api-service/src", "shared/src").splitlines()}
+    pool = multiprocessing.get_context("fork").Pool(args.soak_connections) if not shutil.which("wrk") else None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = Path(tempfile.mkdtemp(prefix="api-soak-"))
+    try:
+        run = run_soak(args, pool, work)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        shutil.rmtree(work, ignore_errors=True)
+    finished = datetime.now(UTC)
+    verdict, ok = soak_verdict(run)
+    report = {"date": finished.isoformat(), "command": " ".join([Path(sys.executable).name, *sys.argv]), "git": git,
+              "cpus": os.cpu_count(), "args": {k: str(v) for k, v in vars(args).items()}, "soak": run,
+              "verdict": verdict, "flat": ok}
+    out = args.out or RESULTS / f"api-soak-{finished:%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    if git["api_service_uncommitted"]:
+        print(f"# measured on {git['commit']} with uncommitted changes: {', '.join(git['api_service_uncommitted'])}")
+    print(f"# soak on {git['commit']}; JSON: {out}\n")
+    print(soak_markdown(run))
 
 
 if __name__ == "__main__":

@@ -57,7 +57,9 @@ def build_services(settings: ApiSettings) -> Services:
     snapshots = SnapshotManager(store, cache_dir=settings.snapshot_cache_dir, tables=sorted(whitelist.tables),
                                 poll_seconds=settings.snapshot_poll_seconds,
                                 memory_limit=settings.duckdb_memory_limit, threads=settings.engine_threads)
+    cache = ResultCache(settings.result_cache_mb * 1024 * 1024)
+    # Keys carry the snapshot version: after a swap the old version's entries can never be hit.
+    snapshots.on_swap.append(lambda snap: cache.retain(snap.version))
     return Services(settings=settings, whitelist=whitelist, guard=guard, verifier=verifier,
-                    limiter=RateLimiter(settings), snapshots=snapshots,
-                    cache=ResultCache(settings.result_cache_mb * 1024 * 1024), watchdog=Watchdog(),
+                    limiter=RateLimiter(settings), snapshots=snapshots, cache=cache, watchdog=Watchdog(),
                     hints=ShapeHints())

@@ -270,3 +270,27 @@ def test_a_truncated_result_does_not_mark_its_shape_small(client, auth) -> None:
     r = client.get("/query", params={"q": "SELECT id FROM orders WHERE id > 100000 ORDER BY id"}, headers=auth)
     assert r.status_code == 200 and r.json()["row_count"] == 0  # an empty answer is small
     assert services.hints.expects_small(services.guard.validate(sql).shape)
+
+
+def test_a_swap_empties_the_result_cache_of_the_retired_version(client, auth, demo, publish) -> None:  # noqa: ANN001
+    """Keys carry the version: after a swap no request can hit the old entries, so they go."""
+    import sqlite3
+
+    services = client.app.state.services
+    old = services.snapshots.current.version
+    for i in range(1, 6):
+        client.get("/query", params={"q": f"SELECT * FROM orders WHERE id = {i}"}, headers=auth)
+    q = {"q": "SELECT status, count(*) AS n FROM orders GROUP BY 1 ORDER BY 1"}
+    assert client.get("/query", params=q, headers=auth).headers["x-cache"] == "miss"
+    assert client.get("/query", params=q, headers=auth).headers["x-cache"] == "hit"
+    assert len(services.cache) == 6 and services.cache.version == old
+    with sqlite3.connect(demo / "source.db") as con:
+        con.execute("UPDATE orders SET status = 'refunded', updated_at = datetime('now') WHERE id <= 3")
+    assert publish()["status"] == "published"
+    assert services.snapshots.refresh() is True
+    new = services.snapshots.current.version
+    assert new != old and services.cache.version == new
+    assert len(services.cache) == 0 and services.cache.size == 0
+    again = client.get("/query", params=q, headers=auth)
+    assert again.headers["x-cache"] == "miss" and again.headers["x-snapshot-version"] == new
+    assert client.get("/query", params=q, headers=auth).headers["x-cache"] == "hit"

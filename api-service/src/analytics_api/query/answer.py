@@ -60,7 +60,7 @@ async def answer_query(request: Request, services: Services, principal: Principa
             entry = await anyio.to_thread.run_sync(
                 _run_and_render, services, snap, validated, params, fmt, limit, limiter=services.query_slots)
     if validated.cacheable:
-        services.cache.put(key, entry)
+        services.cache.put(snap.version, key, entry)
     request.state.rows = int(entry.headers["X-Row-Count"])
     return Response(entry.body, media_type=entry.media_type,
                     headers={**headers, **entry.headers, "X-Cache": request.state.cache})
