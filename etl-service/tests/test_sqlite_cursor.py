@@ -1,5 +1,6 @@
 """Timestamp cursors on SQLite: text timestamps with and without fractional seconds in
-DATETIME/TIMESTAMP-declared (NUMERIC affinity) columns, other key names, NULLs."""
+DATETIME/TIMESTAMP-declared (NUMERIC affinity) columns, other key names, NULLs, and hard
+deletes found by the primary-key reconciliation, natively and through the driver."""
 
 from __future__ import annotations
 
@@ -100,3 +101,37 @@ def test_the_incremental_read_searches_the_cursor_index(tmp_path, cursor_type):
         assert bound == [("2026-03-01 09:58:58",), ("2026-03-01 09:58:58.25",)]
     finally:
         engine.dispose()
+
+
+def test_hard_deletes_are_reconciled_with_other_key_names(ledger_settings, store, tmp_path, monkeypatch):
+    path, settings_for = ledger_settings
+    make_ledger(path)
+    with sqlite3.connect(path) as con:  # a second table with a composite key, text first
+        con.execute("CREATE TABLE postings (book TEXT, line INTEGER, v NUMERIC, updated_at DATETIME, "
+                    "PRIMARY KEY (book, line))")
+        con.executemany("INSERT INTO postings VALUES (?, ?, ?, ?)",
+                        [(b, n, None if n % 2 else n, "2026-03-01 09:00:00") for b in "xyz" for n in range(50)])
+    import connectorx
+
+    native_queries: list[str] = []
+    real = connectorx.read_sql
+
+    def spy(conn, query, **kw):  # noqa: ANN001, ANN202
+        native_queries.append(query)
+        return real(conn, query, **kw)
+
+    monkeypatch.setattr(connectorx, "read_sql", spy)
+    settings = settings_for(tables_to_sync="ledger,postings", delete_reconcile_every=1)
+    run_sync(settings)
+    with sqlite3.connect(path) as con:
+        con.execute("DELETE FROM ledger WHERE entry_no IN (3, 150, 299)")
+        con.execute("DELETE FROM postings WHERE (book = 'y' AND line = 7) OR (book = 'z' AND line = 49)")
+    native_queries.clear()
+    assert run_sync(settings)["status"] == "published"
+    assert [r[0] for r in snapshot_ledger(store, tmp_path)] == [i for i in range(1, 301) if i not in (3, 150, 299)]
+    manifest, _ = read_manifest(store)
+    assert manifest.tables["postings"].rows == 148
+    # Not through connectorx: mid-run, its own copy of SQLite would remove the -wal and -shm
+    # files under the run's driver connections (POSIX locks are per process; a later read on
+    # them fails with "disk I/O error", see sqlite.org/howtocorrupt.html 2.2.1).
+    assert native_queries == []

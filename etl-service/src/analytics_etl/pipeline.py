@@ -85,7 +85,8 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
             ahead.discard(spec.target)
         before = working.fingerprint(spec.target) if current is not None else None
         working.replace_table(spec.target, columns, stream_full_table(conn, spec, builder, settings.batch_size))
-        changed = int(before != working.fingerprint(spec.target))
+        # A table new to the snapshot is a change without hashing every value it holds.
+        changed = 1 if before is None else int(before != working.fingerprint(spec.target))
         if spec.cursor:
             top = working.max_value(spec.target, spec.cursor)
             watermark = encode_watermark(top)
@@ -143,7 +144,7 @@ def _sync_change_tracking(spec: TableSpec, prev: TableEntry | None, conn: sa.Con
             before = working.fingerprint(spec.target) if working.table_columns(spec.target) else None
             working.replace_table(spec.target, columns,
                                   stream_batches(snap, select_rows(spec), builder, settings.batch_size))
-            changed = int(before != working.fingerprint(spec.target))
+            changed = 1 if before is None else int(before != working.fingerprint(spec.target))
     entry = TableEntry(
         rows=working.row_count(spec.target), columns=[Column(name=n, type=t) for n, t in columns],
         primary_key=list(spec.primary_key), change_detection="change_tracking", watermark=current,
