@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -161,3 +162,17 @@ def test_memory_limit_reaches_duckdb(tmp_path: Path) -> None:
         assert limited.conn.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "244.1 MiB"
     finally:
         limited.close()
+
+
+def test_running_out_of_duckdb_memory_names_the_setting() -> None:
+    from analytics_etl.errors import classify_source_error
+
+    tiny = duckdb.connect(config={"memory_limit": "4MB", "temp_directory": ""})
+    try:
+        with pytest.raises(duckdb.OutOfMemoryException) as caught:
+            tiny.execute("SELECT list(range) FROM range(5000000)").fetchall()
+    finally:
+        tiny.close()
+    error = classify_source_error(caught.value)
+    assert error.message.startswith("DuckDB ran out of memory (raise DUCKDB_MEMORY_LIMIT): Out of Memory Error")
+    assert not error.transient
