@@ -22,11 +22,12 @@ import structlog
 from analytics_etl import change_tracking as ct
 from analytics_etl.config import EtlSettings
 from analytics_etl.errors import SyncAborted, classify_source_error
-from analytics_etl.extract import (BatchBuilder, encode_watermark, select_primary_keys, select_rows,
-                                   stream_batches, stream_full_table, watermark_order)
+from analytics_etl.extract import (BatchBuilder, encode_watermark, select_rows, stream_batches, stream_full_table,
+                                   watermark_order)
 from analytics_etl.local_snapshot import LocalSnapshot, SnapshotState
 from analytics_etl.publish import apply_retention, publish_manifest, write_run_record
 from analytics_etl.readahead import ReadAhead, select_changes, start_read_ahead
+from analytics_etl.reconcile import reconcile_table
 from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables
 from analytics_etl.working import WorkingDatabase
 from analytics_shared.errors import AnalyticsError, IntegrityError
@@ -106,9 +107,7 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
             watermark = max(watermark, encode_watermark(top), key=watermark_order)
         every = settings.delete_reconcile_every
         if every and runs_since >= every:
-            keys = [(k, spec.column(k).duckdb_type) for k in spec.primary_key]
-            deleted = working.reconcile_keys(spec.target, keys, stream_batches(
-                conn, select_primary_keys(spec), BatchBuilder.for_columns(keys, dialect), settings.batch_size))
+            deleted = reconcile_table(spec, conn, working, settings.batch_size)
             changed += deleted
             runs_since, reconciled_at = 0, now
             log.info("table.reconciled", table=spec.target, deleted=deleted)
