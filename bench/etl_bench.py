@@ -5,6 +5,11 @@ all DataFrames held, then register + CREATE TABLE AS into a new DuckDB file.
 Each contender runs in its own process so peak RSS (wait4's ru_maxrss) is its own.
 
     .venv/bin/python bench/etl_bench.py --rows 3300000 [--postgres]
+    .venv/bin/python bench/etl_bench.py --growth [--sizes 3300000,8000000,16500000]
+
+--growth measures how the ETL's own runs grow with the database (SQLite source, file store):
+a full load, a sync after 1% of rows changed, a quiet sync (nothing changed since; its lookback
+re-reads the rows the previous sync took) and a quiet sync that also reconciles primary keys.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ TABLES = os.environ.get("BENCH_TABLES", ",".join(DEMO_TABLES)).split(",")
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-def run_child(*args: str) -> dict:
+def run_child(*args: str, env: dict[str, str] | None = None) -> dict:
     """Run this file as a worker; return its JSON result plus its peak RSS in MB."""
-    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
@@ -124,6 +130,10 @@ def compare(label: str, source_url: str, sqlite_path: Path, work: Path, fraction
     if label == "postgresql":
         load_postgres(sqlite_path)  # the mutated rows, with fresh updated_at, land in PostgreSQL too
     incremental = run_child("etl", source_url, str(work / f"{label}-store"), str(work / f"{label}-state"))
+    # Nothing changed since: the lookback re-reads the rows the incremental run took, and nothing
+    # is published. Not a reconciliation run (that is every DELETE_RECONCILE_EVERY runs).
+    quiet = run_child("etl", source_url, str(work / f"{label}-store"), str(work / f"{label}-state"))
+    assert quiet["status"] == "unchanged", quiet
     return {
         "source": label,
         "rows": full["rows"],
@@ -135,7 +145,45 @@ def compare(label: str, source_url: str, sqlite_path: Path, work: Path, fraction
         "full_speedup_vs_baseline": round(baseline["seconds"] / full["seconds"], 2),
         "etl_incremental_seconds": round(incremental["seconds"], 2),
         "incremental_over_full": round(incremental["seconds"] / full["seconds"], 3),
+        "etl_quiet_seconds": round(quiet["seconds"], 3),
+        "quiet_over_full": round(quiet["seconds"] / full["seconds"], 3),
     }
+
+
+def growth_point(rows: int, work: Path, fraction: float) -> dict:
+    """One size of the growth curve: seconds (imports excluded) and peak RSS of each run's process."""
+    from analytics_etl.demo_source import create_demo_source, mutate_demo_source
+
+    sqlite_path = work / f"source-{rows}.db"
+    create_demo_source(sqlite_path, rows=rows)
+    url = f"sqlite:///{sqlite_path}"
+    args = ("etl", url, str(work / f"store-{rows}"), str(work / f"state-{rows}"))
+    runs = {"full": run_child(*args)}
+    mutate_demo_source(sqlite_path, fraction=fraction, seed=42)
+    runs["changed"] = run_child(*args)
+    runs["quiet"] = run_child(*args)
+    # The same quiet sync on a run that also reconciles primary keys (DELETE_RECONCILE_EVERY).
+    runs["reconcile"] = run_child(*args, env={"DELETE_RECONCILE_EVERY": "1"})
+    assert runs["quiet"]["status"] == "unchanged", runs["quiet"]
+    snapshot = max((p for p in (work / f"store-{rows}" / "history").iterdir()), key=lambda p: p.stat().st_size)
+    point = {"rows": rows, "snapshot_mb": round(snapshot.stat().st_size / 2**20)}
+    for name, run in runs.items():
+        point[f"{name}_seconds"] = round(run["seconds"], 3)
+        point[f"{name}_peak_rss_mb"] = run["peak_rss_mb"]
+    point["quiet_over_full"] = round(runs["quiet"]["seconds"] / runs["full"]["seconds"], 3)
+    point["changed_over_full"] = round(runs["changed"]["seconds"] / runs["full"]["seconds"], 3)
+    for leftover in work.glob(f"*-{rows}*"):
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    return point
+
+
+def growth_table(points: list[dict]) -> str:
+    lines = ["| rows | snapshot | full load | 1% changed | quiet | quiet + key reconciliation | quiet / full |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in points:
+        cells = [f"{p[f'{n}_seconds']:.2f} s, {p[f'{n}_peak_rss_mb']} MB" for n in ("full", "changed", "quiet", "reconcile")]
+        lines.append(f"| {p['rows']:,} | {p['snapshot_mb']} MB | " + " | ".join(cells) + f" | {p['quiet_over_full']:.3f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -147,11 +195,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=3_300_000)
     parser.add_argument("--fraction", type=float, default=0.01)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--growth", action="store_true", help="full / 1%%-changed / quiet syncs at several sizes")
+    parser.add_argument("--sizes", default="3300000,8000000,16500000")
     args = parser.parse_args()
     from analytics_etl.demo_source import create_demo_source
 
     work = Path(tempfile.mkdtemp(prefix="etl-bench-"))
     try:
+        if args.growth:
+            points = [growth_point(int(n), work, args.fraction) for n in args.sizes.split(",")]
+            print(json.dumps(points, indent=2))
+            print(growth_table(points))
+            return
         sqlite_path = work / "source.db"
         create_demo_source(sqlite_path, rows=args.rows)
         results = [compare("sqlite", f"sqlite:///{sqlite_path}", sqlite_path, work, args.fraction)]

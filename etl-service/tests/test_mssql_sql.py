@@ -40,7 +40,8 @@ def test_timestamp_cursor_is_a_bound_typed_parameter():
     assert "WHERE updated_at >= ?" in sql
     assert "2026" not in sql  # never formatted into the text
     assert compiled.params == {"since": since}
-    assert isinstance(compiled.binds["since"].type, mssql.DATETIME2)
+    # Bound as the column's own type on SQL Server (only SQLite's text timestamps differ).
+    assert isinstance(compiled.binds["since"].type.load_dialect_impl(mssql.dialect()), mssql.DATETIME2)
 
 
 def test_rowversion_window_stops_below_min_active_rowversion():

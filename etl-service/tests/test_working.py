@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -153,3 +154,37 @@ def test_memory_limit_reaches_duckdb(tmp_path: Path) -> None:
         assert limited.conn.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "244.1 MiB"
     finally:
         limited.close()
+
+
+def test_running_out_of_duckdb_memory_names_the_setting() -> None:
+    from analytics_etl.errors import classify_source_error
+
+    tiny = duckdb.connect(config={"memory_limit": "4MB", "temp_directory": ""})
+    try:
+        with pytest.raises(duckdb.OutOfMemoryException) as caught:
+            tiny.execute("SELECT list(range) FROM range(5000000)").fetchall()
+    finally:
+        tiny.close()
+    error = classify_source_error(caught.value)
+    assert error.message.startswith("DuckDB ran out of memory (raise DUCKDB_MEMORY_LIMIT): Out of Memory Error")
+    assert not error.transient
+
+
+@pytest.mark.parametrize(("configured", "expected"), [(None, "244.1 MiB"), ("", None), ("1GB", "953.6 MiB")])
+def test_a_sync_builds_under_the_default_memory_limit(make_settings, monkeypatch, configured, expected):
+    # Unset, DuckDB would take 80% of the RAM and keep every block it touched (RSS grew with
+    # the database); the default fits a small container. Empty restores DuckDB's default.
+    from analytics_etl.pipeline import run_sync
+
+    seen: list[str] = []
+    original = WorkingDatabase.__init__
+
+    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        original(self, *args, **kwargs)
+        seen.append(self.conn.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+
+    monkeypatch.setattr(WorkingDatabase, "__init__", spy)
+    overrides = {} if configured is None else {"duckdb_memory_limit": configured}
+    run_sync(make_settings(tables_to_sync="products", **overrides))
+    unlimited = duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert seen == [expected or unlimited]

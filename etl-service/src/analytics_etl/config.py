@@ -40,7 +40,10 @@ class EtlSettings(StorageSettings):
     gc_grace_seconds: int = Field(3600, ge=0)
     etl_state_dir: Path = Path("./data/etl-state")
     batch_size: int = Field(50_000, ge=100)
-    duckdb_memory_limit: MemorySize = ""  # empty: DuckDB's default, 80% of the machine's RAM
+    # Bounds the build's buffer pool, which otherwise keeps every block it wrote or read (up to 80%
+    # of the RAM): with 256MB a 16.5M-row full load peaks at ~500 MB RSS instead of ~720 MB, no
+    # slower (docs/benchmarks.md). Empty: DuckDB's own default.
+    duckdb_memory_limit: MemorySize = "256MB"
     views_path: Path | None = None
     max_retries: int = Field(3, ge=0)
 

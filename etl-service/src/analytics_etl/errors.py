@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import duckdb
 import sqlalchemy as sa
 
 from analytics_shared.errors import AnalyticsError, SourceError, TransientSourceError
@@ -9,6 +10,8 @@ from analytics_shared.errors import AnalyticsError, SourceError, TransientSource
 
 def classify_source_error(exc: BaseException) -> SourceError:
     """Dropped connections and timeouts are transient; bad SQL and missing objects are not."""
+    if isinstance(exc, duckdb.OutOfMemoryException):  # the build's budget, not the source: say which knob
+        return SourceError(f"DuckDB ran out of memory (raise DUCKDB_MEMORY_LIMIT): {str(exc).splitlines()[0]}")
     if isinstance(exc, sa.exc.DBAPIError) and (exc.connection_invalidated
                                                or isinstance(exc, (sa.exc.OperationalError,
                                                                    sa.exc.InterfaceError))):

@@ -20,11 +20,12 @@ from analytics_etl import change_tracking as ct
 from analytics_etl.build import Build
 from analytics_etl.config import EtlSettings
 from analytics_etl.errors import SyncAborted, classify_source_error
-from analytics_etl.extract import (BatchBuilder, encode_watermark, select_primary_keys, select_rows,
-                                   stream_batches, stream_full_table, watermark_order)
+from analytics_etl.extract import (BatchBuilder, encode_watermark, select_rows, stream_batches, stream_full_table,
+                                   watermark_order)
 from analytics_etl.local_snapshot import LocalSnapshot
 from analytics_etl.publish import Published, publish_snapshot, write_run_record
 from analytics_etl.readahead import ReadAhead, select_changes, start_read_ahead
+from analytics_etl.reconcile import reconcile_table
 from analytics_etl.retention import IndexCache, retain_and_collect
 from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables
 from analytics_etl.working import WorkingDatabase
@@ -60,7 +61,8 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
             ahead.discard(spec.target)
         before = working.fingerprint(spec.target) if current is not None else None
         working.replace_table(spec.target, columns, stream_full_table(conn, spec, builder, settings.batch_size))
-        changed = int(before != working.fingerprint(spec.target))
+        # A table new to the snapshot is a change without hashing every value it holds.
+        changed = 1 if before is None else int(before != working.fingerprint(spec.target))
         if spec.cursor:
             top = working.max_value(spec.target, spec.cursor)
             watermark = encode_watermark(top)
@@ -80,9 +82,7 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
             watermark = max(watermark, encode_watermark(top), key=watermark_order)
         every = settings.delete_reconcile_every
         if every and runs_since >= every:
-            keys = [(k, spec.column(k).duckdb_type) for k in spec.primary_key]
-            deleted = working.reconcile_keys(spec.target, keys, stream_batches(
-                conn, select_primary_keys(spec), BatchBuilder.for_columns(keys, dialect), settings.batch_size))
+            deleted = reconcile_table(spec, conn, working, settings.batch_size)
             changed += deleted
             runs_since, reconciled_at = 0, now
             log.info("table.reconciled", table=spec.target, deleted=deleted)
@@ -118,7 +118,7 @@ def _sync_change_tracking(spec: TableSpec, prev: TableEntry | None, conn: sa.Con
             before = working.fingerprint(spec.target) if working.table_columns(spec.target) else None
             working.replace_table(spec.target, columns,
                                   stream_batches(snap, select_rows(spec), builder, settings.batch_size))
-            changed = int(before != working.fingerprint(spec.target))
+            changed = 1 if before is None else int(before != working.fingerprint(spec.target))
     entry = TableEntry(
         rows=working.row_count(spec.target), columns=[Column(name=n, type=t) for n, t in columns],
         primary_key=list(spec.primary_key), change_detection="change_tracking", watermark=current,

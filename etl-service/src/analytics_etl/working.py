@@ -62,9 +62,20 @@ def delete_unchanged(table: str, columns: Sequence[tuple[str, str]], key: Sequen
     keys = ", ".join(f"m.{quote(k)}" for k in key)
     on = " AND ".join(f"m.{quote(k)} = t.{quote(k)}" for k in key)
     same = " AND ".join(f"m.{quote(n)} IS NOT DISTINCT FROM t.{quote(n)}" for n, _ in columns)
-    maybe = f"(SELECT * FROM _stage WHERE {_maybe_unchanged(table, cursor)})" if cursor is not None else "_stage"
-    return (f"DELETE FROM _stage WHERE ({', '.join(quote(k) for k in key)}) IN "
-            f"(SELECT ({keys}) FROM {maybe} m JOIN {quote(table)} t ON {on} WHERE {same})")
+    if cursor is None:
+        pairs = f"SELECT ({keys}) FROM _stage m JOIN {quote(table)} t ON {on} WHERE {same}"
+    else:
+        # The cursor joins with `=`, so DuckDB pushes the staged rows' cursor range into the
+        # table scan and skips the row groups outside it: the re-read rows' keys span the whole
+        # table, their cursors only the lookback window (3.3M-row demo, 1% re-read: 27-36 ms
+        # -> 4-6 ms per large table). `IS NOT DISTINCT FROM` would not be pushed down, so NULL
+        # cursors (never staged by a cursor read, but allowed here) take their own branch.
+        c = quote(cursor)
+        maybe = f"(SELECT * FROM _stage WHERE {_maybe_unchanged(table, cursor)})"
+        pairs = (f"SELECT ({keys}) FROM {maybe} m JOIN {quote(table)} t ON {on} AND m.{c} = t.{c} WHERE {same} "
+                 f"UNION ALL SELECT ({keys}) FROM {maybe} m JOIN {quote(table)} t ON {on} "
+                 f"WHERE m.{c} IS NULL AND t.{c} IS NULL AND {same}")
+    return f"DELETE FROM _stage WHERE ({', '.join(quote(k) for k in key)}) IN ({pairs})"
 
 
 def keep_changed(table: str, key: Sequence[str]) -> str:
