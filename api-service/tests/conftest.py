@@ -120,8 +120,10 @@ def make_settings(tmp_path: Path, store: LocalStore, jwks_server: JwksServer) ->
 def make_client(make_settings: Callable[..., ApiSettings]) -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []
 
-    def build(**overrides: object) -> TestClient:
-        client = TestClient(create_app(make_settings(**overrides)), raise_server_exceptions=False)
+    def build(*, peer: str = "testclient", **overrides: object) -> TestClient:
+        """`peer`: the TCP client address the app sees."""
+        client = TestClient(create_app(make_settings(**overrides)), client=(peer, 50000),
+                            raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)
         return client

@@ -6,31 +6,19 @@ end-to-end Gunicorn case is in test_gunicorn.py), and the header rules one by on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 
-from analytics_api.config import ApiSettings
-from analytics_api.main import create_app
 from analytics_api.proxy import ForwardedClientMiddleware
 
 
 @pytest.fixture
-def client_from(make_settings: Callable[..., ApiSettings]) -> Iterator[Callable[..., TestClient]]:
+def client_from(make_client: Callable[..., TestClient]) -> Callable[..., TestClient]:
     """An app with an IP limit of 3 per window, reached from the TCP peer `peer`."""
-    clients: list[TestClient] = []
-
-    def build(peer: str, forwarded_allow_ips: str) -> TestClient:
-        app = create_app(make_settings(forwarded_allow_ips=forwarded_allow_ips, rate_limit_ip_requests=3))
-        client = TestClient(app, client=(peer, 40000), raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield build
-    for client in clients:
-        client.__exit__(None, None, None)
+    return lambda peer, forwarded_allow_ips: make_client(peer=peer, forwarded_allow_ips=forwarded_allow_ips,
+                                                         rate_limit_ip_requests=3)
 
 
 def statuses(client: TestClient, forwarded_for: list[str]) -> list[int]:
