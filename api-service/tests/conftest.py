@@ -22,6 +22,8 @@ from analytics_etl.pipeline import run_sync
 from analytics_shared.storage import LocalStore
 
 DEMO_ROWS = 6000
+# The smallest chunk size: the small demo snapshot (~1.5 MB) still spans several chunks.
+ETL_CHUNK_SIZE = "256KiB"
 
 
 class JwksServer:
@@ -73,7 +75,7 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo-template")
     create_demo_source(root / "source.db", rows=DEMO_ROWS, seed=7)
     settings = get_etl_settings(source_url=f"sqlite:///{root / 'source.db'}", storage_url=f"file://{root / 'store'}",
-                                etl_state_dir=root / "state", cursor_lag_seconds=60)
+                                etl_state_dir=root / "state", cursor_lag_seconds=60, chunk_size=ETL_CHUNK_SIZE)
     run_sync(settings)
     return root
 
@@ -96,7 +98,7 @@ def publish(demo: Path) -> Callable[[], object]:
     """Run the real ETL against this test's demo source: publishes a new snapshot if rows changed."""
     def run() -> object:
         settings = get_etl_settings(source_url=f"sqlite:///{demo / 'source.db'}", storage_url=f"file://{demo / 'store'}",
-                                    etl_state_dir=demo / "state", cursor_lag_seconds=60)
+                                    etl_state_dir=demo / "state", cursor_lag_seconds=60, chunk_size=ETL_CHUNK_SIZE)
         return run_sync(settings)
 
     return run

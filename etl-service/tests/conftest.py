@@ -32,9 +32,10 @@ def store(tmp_path: Path) -> LocalStore:
 @pytest.fixture
 def make_settings(tmp_path: Path, source_path: Path, store: LocalStore):
     def build(**overrides: object) -> EtlSettings:
+        # The smallest chunk size: the small test snapshots (~1.5 MB) still span several chunks.
         values = {"source_url": f"sqlite:///{source_path}", "storage_url": store.url,
                   "etl_state_dir": tmp_path / "state", "delete_reconcile_every": 1,
-                  "cursor_lag_seconds": 60, "batch_size": 500}
+                  "cursor_lag_seconds": 60, "batch_size": 500, "chunk_size": "256KiB"}
         values.update(overrides)
         return get_settings(**values)
 

@@ -156,6 +156,36 @@ def test_memory_limit_reaches_duckdb(tmp_path: Path) -> None:
         limited.close()
 
 
+def test_committed_changes_over_half_the_memory_limit_are_checkpointed(tmp_path: Path) -> None:
+    """DuckDB holds committed changes in memory until a checkpoint; past half the limit the
+    build checkpoints, so the next table starts with that memory released."""
+    path = tmp_path / "relieve.duckdb"
+    db = WorkingDatabase(path, memory_limit="64MB")
+    used = lambda: db.conn.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0]  # noqa: E731
+    try:
+        assert db.memory_budget == 64_000_000
+        db.conn.execute("CREATE TABLE t AS SELECT range AS id, repeat('x', 40) || range AS s, range * 2 AS v "
+                        "FROM range(2000000)")
+        db.checkpoint()
+        assert db.relieve_memory() is False, "cached blocks of a checkpointed table stay under half"
+        db.conn.execute("CREATE TEMP TABLE st AS SELECT id, 'y' || id AS s, v + 1 AS v FROM t WHERE id % 50 = 0")
+        db.conn.execute("BEGIN; DELETE FROM t WHERE id IN (SELECT id FROM st); INSERT INTO t SELECT * FROM st; "
+                        "COMMIT")  # a merge's shape: 40,000 rows replaced
+        held = used()
+        assert held > db.memory_budget // 2
+        assert db.relieve_memory() is True
+        assert used() < held and db.relieve_memory() is False
+        assert db.conn.execute("SELECT count(*), count(*) FILTER (WHERE s LIKE 'y%') FROM t").fetchone() == (
+            2_000_000, 40_000)
+    finally:
+        db.close()
+    unlimited = WorkingDatabase(tmp_path / "unlimited.duckdb")
+    try:
+        assert unlimited.memory_budget is None and unlimited.relieve_memory() is False
+    finally:
+        unlimited.close()
+
+
 def test_running_out_of_duckdb_memory_names_the_setting() -> None:
     from analytics_etl.errors import classify_source_error
 
@@ -170,7 +200,7 @@ def test_running_out_of_duckdb_memory_names_the_setting() -> None:
     assert not error.transient
 
 
-@pytest.mark.parametrize(("configured", "expected"), [(None, "244.1 MiB"), ("", None), ("1GB", "953.6 MiB")])
+@pytest.mark.parametrize(("configured", "expected"), [(None, "488.2 MiB"), ("", None), ("1GB", "953.6 MiB")])
 def test_a_sync_builds_under_the_default_memory_limit(make_settings, monkeypatch, configured, expected):
     # Unset, DuckDB would take 80% of the RAM and keep every block it touched (RSS grew with
     # the database); the default fits a small container. Empty restores DuckDB's default.

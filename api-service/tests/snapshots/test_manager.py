@@ -260,7 +260,7 @@ def publish_with(demo: Path, **overrides: object) -> dict:
     from analytics_etl.pipeline import run_sync
 
     settings = get_etl_settings(source_url=f"sqlite:///{demo / 'source.db'}", storage_url=f"file://{demo / 'store'}",
-                                etl_state_dir=demo / "state", cursor_lag_seconds=60, **overrides)
+                                etl_state_dir=demo / "state", cursor_lag_seconds=60, chunk_size="256KiB", **overrides)
     return run_sync(settings)
 
 

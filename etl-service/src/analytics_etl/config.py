@@ -32,7 +32,7 @@ class EtlSettings(StorageSettings):
     history_keep: int = Field(24, ge=1)
     # Format 2 (chunks) by default; 1 keeps publishing whole files for API hosts not yet upgraded.
     manifest_format: Literal[1, 2] = 2
-    chunk_size: ChunkSize = ByteSize(256 * 1024)
+    chunk_size: ChunkSize = ByteSize(1024 * 1024)
     upload_concurrency: int = Field(8, ge=1, le=64)
     # A superseded version (its index and chunks) stays at least this long, so a reader still
     # loading it finishes; unreferenced chunks younger than this are never deleted, and the
@@ -41,9 +41,10 @@ class EtlSettings(StorageSettings):
     etl_state_dir: Path = Path("./data/etl-state")
     batch_size: int = Field(50_000, ge=100)
     # Bounds the build's buffer pool, which otherwise keeps every block it wrote or read (up to 80%
-    # of the RAM): with 256MB a 16.5M-row full load peaks at ~500 MB RSS instead of ~720 MB, no
-    # slower (docs/benchmarks.md). Empty: DuckDB's own default.
-    duckdb_memory_limit: MemorySize = "256MB"
+    # of the RAM). 512MB: a 1 % change to a 55M-row source needs ~300 MB for its largest table
+    # (256MB failed it); a 16.5M-row full load peaks at ~660 MB RSS instead of ~720 MB
+    # (docs/benchmarks.md). Empty: DuckDB's own default.
+    duckdb_memory_limit: MemorySize = "512MB"
     views_path: Path | None = None
     max_retries: int = Field(3, ge=0)
 

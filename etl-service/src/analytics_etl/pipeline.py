@@ -197,6 +197,8 @@ def _sync_tables(settings: EtlSettings, engine: sa.Engine, specs: dict[str, Tabl
                     raise AnalyticsError(missing[target])
                 entry, changed = sync_table(specs[target], prev, conn, build.db, settings, ahead)
                 any_change |= changed or prev is None or prev.status != "ok"
+                if changed:
+                    build.db.relieve_memory()
             except Exception as exc:  # one table's failure must not block the others
                 error = exc if isinstance(exc, AnalyticsError) else classify_source_error(exc)
                 if conn.invalidated or conn.in_transaction():
