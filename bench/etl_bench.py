@@ -165,8 +165,11 @@ def growth_point(rows: int, work: Path, fraction: float) -> dict:
     # The same quiet sync on a run that also reconciles primary keys (DELETE_RECONCILE_EVERY).
     runs["reconcile"] = run_child(*args, env={"DELETE_RECONCILE_EVERY": "1"})
     assert runs["quiet"]["status"] == "unchanged", runs["quiet"]
-    snapshot = max((p for p in (work / f"store-{rows}" / "history").iterdir()), key=lambda p: p.stat().st_size)
-    point = {"rows": rows, "snapshot_mb": round(snapshot.stat().st_size / 2**20)}
+    from analytics_shared.manifest import read_manifest
+    from analytics_shared.storage import LocalStore
+
+    manifest, _ = read_manifest(LocalStore(work / f"store-{rows}"))
+    point = {"rows": rows, "snapshot_mb": round(manifest.size_bytes / 2**20)}
     for name, run in runs.items():
         point[f"{name}_seconds"] = round(run["seconds"], 3)
         point[f"{name}_peak_rss_mb"] = run["peak_rss_mb"]

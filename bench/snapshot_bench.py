@@ -15,7 +15,7 @@ source, every pipeline syncs once, then its API host loads the new version. Cont
 - whole: MANIFEST_FORMAT=1 — the ETL uploads the whole file (boto3 multipart), every API host
   downloads and verifies the whole file;
 - chunk-<size>: MANIFEST_FORMAT=2 with CHUNK_SIZE=<size> (the first listed is the one the targets
-  are checked on; the ETL's default is 1MiB).
+  are checked on; the ETL's default is 256KiB).
 
 Steps: full load (the API host's first load is the cold host: nothing local), then (c) no change,
 (a) 1% of rows updated at random (update only), (b) 1% of rows appended (insert only). Each ETL
@@ -932,7 +932,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default="3300000", help="comma-separated source sizes (demo source rows)")
-    parser.add_argument("--chunk-sizes", default="1MiB",
+    parser.add_argument("--chunk-sizes", default="256KiB",
                         help="comma-separated CHUNK_SIZE values, one chunked contender each; targets on the first")
     parser.add_argument("--fraction", type=float, default=0.01, help="share of rows updated / appended")
     parser.add_argument("--fetch-concurrency", type=int, default=8, help="SNAPSHOT_FETCH_CONCURRENCY of the API hosts")

@@ -32,7 +32,7 @@ class EtlSettings(StorageSettings):
     history_keep: int = Field(24, ge=1)
     # Format 2 (chunks) by default; 1 keeps publishing whole files for API hosts not yet upgraded.
     manifest_format: Literal[1, 2] = 2
-    chunk_size: ChunkSize = ByteSize(1024 * 1024)
+    chunk_size: ChunkSize = ByteSize(256 * 1024)
     upload_concurrency: int = Field(8, ge=1, le=64)
     # A superseded version (its index and chunks) stays at least this long, so a reader still
     # loading it finishes; unreferenced chunks younger than this are never deleted, and the
