@@ -44,9 +44,13 @@ def build_services(settings: ApiSettings) -> Services:
     """Validates the whitelist (and its named queries) so a bad file stops the start."""
     whitelist = load_whitelist(settings.query_whitelist_path)
     guard = SqlGuard(whitelist)
+    try:
+        guard.check_row_filters()
+    except QueryRejected as exc:
+        raise ConfigError(f"QUERY_WHITELIST_PATH: a row_filter is not allowed: {exc.message}") from None
     for name, named in whitelist.queries.items():
         try:
-            guard.validate(named.sql)
+            guard.check(named.sql)
         except QueryRejected as exc:
             raise ConfigError(f"QUERY_WHITELIST_PATH: named query {name!r} is not allowed: {exc.message}") from None
     store = open_store(settings.storage_url, region=settings.s3_region, endpoint_url=settings.s3_endpoint_url)

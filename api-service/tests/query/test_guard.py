@@ -710,7 +710,7 @@ def test_restricted_tables_are_read_through_a_view_of_their_allowed_columns(
 
 def test_what_cannot_move_onto_a_view_is_refused(restricted_guard: SqlGuard,
                                                   snapshot_schema: dict[str, dict[str, str]]) -> None:
-    with pytest.raises(QueryRejected, match="not supported on column-restricted table customers: customers AT"):
+    with pytest.raises(QueryRejected, match="not supported on restricted table customers: customers AT"):
         restricted_guard.validate("SELECT id FROM customers AT (VERSION => 1)", snapshot_schema)
     without = {t: c for t, c in snapshot_schema.items() if t != "customers"}
     with pytest.raises(QueryRejected, match="table 'customers' is not in the current snapshot"):

@@ -10,10 +10,13 @@ run again the general way; so the loop is never held longer than the leash.
 from __future__ import annotations
 
 import anyio.to_thread
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from analytics_api import rls
 from analytics_api.auth.tokens import Principal
+from analytics_api.errors import BadRequest
 from analytics_api.metrics import INLINE_QUERIES, QUERY_ROWS, RESULT_CACHE
 from analytics_api.query.cache import CachedResult, result_key
 from analytics_api.query.executor import QueryResult, SmallResult, execute_query, execute_small
@@ -28,14 +31,18 @@ INLINE_LEASH_SECONDS = 0.02
 
 
 async def answer_query(request: Request, services: Services, principal: Principal, sql: str,
-                       params: Params, fmt: Format, *, max_rows: int | None = None,
-                       validated: ValidatedQuery | None = None) -> Response:
+                       params: Params, fmt: Format, *, max_rows: int | None = None) -> Response:
     limit = min(max_rows or services.max_rows, services.max_rows)
+    whitelist = services.whitelist
     with services.snapshots.use() as snap:
-        if validated is None:
-            validated = services.guard.validate(sql, snap.schema)
-            services.guard.authorize(validated, principal.scopes)
+        filtered = not rls.is_unfiltered(principal, whitelist.unfiltered_scope)
+        validated = services.guard.validate(sql, snap.schema, filtered=filtered)
+        services.guard.authorize(validated, principal.scopes)
+        params = bind_row_filters(principal, validated, params, whitelist.claims)
+        # The bound claim values are part of every key: no cached answer crosses users.
         key = result_key(snap.version, validated.sql, params, fmt, limit)
+        shape = validated.shape if not validated.claims else (
+            validated.shape + "\x00" + orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode())
         if validated.cacheable:
             headers = {"ETag": f'"{key}"', "Cache-Control": "private, no-cache", "X-Snapshot-Version": snap.version}
             if _matches(request.headers.get("if-none-match"), headers["ETag"]):
@@ -54,11 +61,12 @@ async def answer_query(request: Request, services: Services, principal: Principa
             headers = {"Cache-Control": "no-store", "X-Snapshot-Version": snap.version}
             request.state.cache = "bypass"
         entry = None
-        if fmt == "json" and services.hints.expects_small(validated.shape):
-            entry = _run_small(services, snap, validated, params, limit)
+        if fmt == "json" and services.hints.expects_small(shape):
+            entry = _run_small(services, snap, validated.sql, shape, params, limit)
         if entry is None:
             entry = await anyio.to_thread.run_sync(
-                _run_and_render, services, snap, validated, params, fmt, limit, limiter=services.query_slots)
+                _run_and_render, services, snap, validated.sql, shape, params, fmt, limit,
+                limiter=services.query_slots)
     if validated.cacheable:
         services.cache.put(snap.version, key, entry)
     request.state.rows = int(entry.headers["X-Row-Count"])
@@ -66,28 +74,46 @@ async def answer_query(request: Request, services: Services, principal: Principa
                     headers={**headers, **entry.headers, "X-Cache": request.state.cache})
 
 
-def _run_small(services: Services, snap: Snapshot, validated: ValidatedQuery, params: Params,
+def bind_row_filters(principal: Principal, validated: ValidatedQuery, params: Params,
+                     claims: dict[str, rls.ClaimSpec]) -> Params:
+    """The query's own values plus its row filters' claim values, all by name."""
+    if isinstance(params, dict) and any(str(k).lower().startswith(rls.PREFIX) for k in params):
+        raise BadRequest(f"params: names starting with {rls.PREFIX!r} are reserved for row filters")
+    if not validated.claims:
+        return params
+    if validated.numbered:
+        if isinstance(params, dict):
+            raise BadRequest("params: this query's $1, $2 placeholders take a JSON array")
+        own = {f"p{i}": value for i, value in enumerate(params or [], 1)}
+    elif isinstance(params, list) and params:
+        raise BadRequest("params: a JSON array needs $1, $2 placeholders in the query")
+    else:
+        own = dict(params or {})
+    return {**own, **rls.claim_values(principal, validated.claims, claims)}
+
+
+def _run_small(services: Services, snap: Snapshot, sql: str, shape: str, params: Params,
                limit: int) -> CachedResult | None:
     """On the event loop, bounded by INLINE_LEASH_SECONDS; None: run it the general way."""
     leash = min(INLINE_LEASH_SECONDS, services.settings.query_timeout_seconds)
-    result = execute_small(snap, validated.sql, params, max_rows=limit, leash=leash, watchdog=services.watchdog)
+    result = execute_small(snap, sql, params, max_rows=limit, leash=leash, watchdog=services.watchdog)
     if result is None:
         INLINE_QUERIES.labels("rerun").inc()
-        services.hints.forget(validated.shape)
+        services.hints.forget(shape)
         return None
     INLINE_QUERIES.labels("served").inc()
-    services.hints.record(validated.shape, rows=len(result.data), types=result.types, elapsed_ms=result.elapsed_ms)
+    services.hints.record(shape, rows=len(result.data), types=result.types, elapsed_ms=result.elapsed_ms)
     return _entry(snap, result, result.data, "json")
 
 
-def _run_and_render(services: Services, snap: Snapshot, validated: ValidatedQuery, params: Params, fmt: Format,
+def _run_and_render(services: Services, snap: Snapshot, sql: str, shape: str, params: Params, fmt: Format,
                     limit: int) -> CachedResult:
     """Blocking (worker thread): execution and serialization both stay off the event loop."""
-    result = execute_query(snap, validated.sql, params, max_rows=limit,
+    result = execute_query(snap, sql, params, max_rows=limit,
                            timeout=services.settings.query_timeout_seconds, watchdog=services.watchdog)
     # A truncated result says nothing about the shape's real size: treat it as large.
     rows = SMALL_RESULT + 1 if result.truncated else result.table.num_rows
-    services.hints.record(validated.shape, rows=rows, types=[c["type"] for c in result.columns],
+    services.hints.record(shape, rows=rows, types=[c["type"] for c in result.columns],
                           elapsed_ms=result.elapsed_ms)
     return _entry(snap, result, rows_as_dicts(result.table) if fmt == "json" else None, fmt)
 
