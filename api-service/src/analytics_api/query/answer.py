@@ -1,6 +1,7 @@
 """The query path after auth: validate → authorize → ETag/cache → execute → render.
 
-Execution normally runs in a worker thread so a slow query never blocks the event loop.
+Validating a statement the guard has not seen (parsing costs milliseconds per kB) and
+execution normally run in worker threads so neither blocks the event loop.
 A shape that returned a few plain rows quickly last time (a point lookup) runs on the
 loop instead, on a short leash: the thread hop and the Arrow round trip cost more than
 such a query itself. If the leash runs out, or the answer is not small after all, it is
@@ -8,6 +9,8 @@ run again the general way; so the loop is never held longer than the leash.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import anyio.to_thread
 import orjson
@@ -36,7 +39,10 @@ async def answer_query(request: Request, services: Services, principal: Principa
     whitelist = services.whitelist
     with services.snapshots.use() as snap:
         filtered = not rls.is_unfiltered(principal, whitelist.unfiltered_scope)
-        validated = services.guard.validate(sql, snap.schema, filtered=filtered)
+        validated = services.guard.known(sql, snap.schema, filtered=filtered)
+        if validated is None:  # parsing a new statement costs ms per kB: never on the event loop
+            validated = await anyio.to_thread.run_sync(
+                partial(services.guard.validate, sql, snap.schema, filtered=filtered))
         services.guard.authorize(validated, principal.scopes)
         params = bind_row_filters(principal, validated, params, whitelist.claims)
         # The bound claim values are part of every key: no cached answer crosses users.
