@@ -60,7 +60,9 @@ def build_services(settings: ApiSettings) -> Services:
                              leeway=settings.jwt_leeway_seconds)
     snapshots = SnapshotManager(store, cache_dir=settings.snapshot_cache_dir, tables=sorted(whitelist.tables),
                                 poll_seconds=settings.snapshot_poll_seconds,
-                                memory_limit=settings.duckdb_memory_limit, threads=settings.engine_threads)
+                                memory_limit=settings.duckdb_memory_limit, threads=settings.engine_threads,
+                                fetch_concurrency=settings.snapshot_fetch_concurrency,
+                                keep_previous=settings.snapshot_keep_previous)
     cache = ResultCache(settings.result_cache_mb * 1024 * 1024)
     # Keys carry the snapshot version: after a swap the old version's entries can never be hit.
     snapshots.on_swap.append(lambda snap: cache.retain(snap.version))

@@ -284,7 +284,7 @@ def test_get_query_parameters_are_checked_and_documented(client, auth) -> None: 
         assert r.status_code == 400, (params, r.text)
         assert r.json()["error"]["code"] == "bad_request" and message in r.json()["error"]["message"]
     documented = client.get("/openapi.json").json()["paths"]["/query"]["get"]["parameters"]
-    assert [p["name"] for p in documented] == ["q", "params", "format", "max_rows"]
+    assert [p["name"] for p in documented] == ["q", "params", "format", "max_rows", "page_size", "count", "cursor"]
 
 
 def test_a_truncated_result_does_not_mark_its_shape_small(client, auth) -> None:  # noqa: ANN001
