@@ -21,6 +21,9 @@ export ETL_STATE_DIR="${ETL_STATE_DIR:-$DATA/etl-state}"
 export SNAPSHOT_CACHE_DIR="${SNAPSHOT_CACHE_DIR:-$DATA/api-cache}"
 export SYNC_INTERVAL_SECONDS="${SYNC_INTERVAL_SECONDS:-60}"
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$DATA/api-metrics}"
+# The usual frontend dev servers (Create React App / Next.js on :3000, Vite on :5173) may call the
+# demo API from the browser; set CORS_ORIGINS to change it, or to "" for no CORS.
+export CORS_ORIGINS="${CORS_ORIGINS-http://localhost:3000,http://127.0.0.1:3000,http://localhost:5173,http://127.0.0.1:5173}"
 MUTATE_EVERY="${DEMO_MUTATE_SECONDS:-60}"
 DEMO_DB="$DATA/demo-source.db"
 

@@ -91,6 +91,17 @@ def test_demo_serves_queries_sees_source_changes_and_stops_on_ctrl_c(tmp_path: P
         status, body = get(url, token)
         assert status == 200 and body["row_count"] == 1
         assert get(url)[0] == 401  # no bypass: the demo API needs the token too
+        for origin, allowed in (("http://localhost:5173", True), ("http://localhost:3000", True),
+                                ("https://evil.example", False)):  # a local React/Vite dev server may call it
+            preflight = urllib.request.Request(f"{base}/query", method="OPTIONS", headers={
+                "Origin": origin, "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization"})
+            try:
+                with urllib.request.urlopen(preflight, timeout=10) as resp:
+                    granted = resp.headers.get("access-control-allow-origin")
+            except urllib.error.HTTPError as err:
+                granted = err.headers.get("access-control-allow-origin")
+            assert (granted == origin) is allowed, (origin, granted)
         # the printed curl command works as printed
         time.sleep(0.5)
         text = log.read_text()

@@ -27,7 +27,7 @@ log = get_logger(__name__)
 
 EXPOSED_HEADERS = ["ETag", "Retry-After", "X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining",
                    "X-RateLimit-Reset", "X-Snapshot-Version", "X-Row-Count", "X-Truncated", "X-Cache",
-                   "X-Execution-Time-Ms"]
+                   "X-Execution-Time-Ms", "X-Next-Cursor", "X-Total-Rows"]
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
