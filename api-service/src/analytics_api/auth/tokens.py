@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import anyio.to_thread
 import jwt
+from cachetools import LRUCache
 
 from analytics_api.auth.jwks import JwksCache
 from analytics_api.errors import Unauthorized
@@ -46,7 +46,7 @@ class TokenVerifier:
         self.leeway = leeway
         # A frontend sends the same token for an hour: verify its signature once, not per request.
         # Entries die with the token's exp and with any change of the key set (revocation).
-        self._verified: OrderedDict[str, tuple[Principal, float, int]] = OrderedDict()
+        self._verified: LRUCache[str, tuple[Principal, float, int]] = LRUCache(TOKEN_CACHE_SIZE)
 
     async def verify(self, token: str) -> Principal:
         hit = self._verified.get(token)
@@ -58,8 +58,6 @@ class TokenVerifier:
             del self._verified[token]
         principal = await self._verify_uncached(token)
         self._verified[token] = (principal, float(principal.claims["exp"]), self.jwks.generation)
-        if len(self._verified) > TOKEN_CACHE_SIZE:
-            self._verified.popitem(last=False)
         return principal
 
     async def _verify_uncached(self, token: str) -> Principal:

@@ -12,12 +12,12 @@ are never in DuckDB's scope, so no rename, positional trick, CTE or subquery can
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import accumulate
 from threading import Lock
 
 import sqlglot
+from cachetools import LRUCache
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.errors import SqlglotError
@@ -88,13 +88,12 @@ class SqlGuard:
         self.whitelist = whitelist
         self.functions = whitelist.function_set
         self.max_length = max_length
-        self._cache: OrderedDict[tuple[str, object], ValidatedQuery | QueryRejected] = OrderedDict()
-        self._cache_size = cache_size
-        self._lock = Lock()
+        self._cache: LRUCache[tuple[str, object], ValidatedQuery | QueryRejected] = LRUCache(cache_size)
+        self._lock = Lock()  # cachetools caches are not thread-safe; validate() runs in worker threads
         self._columns_restricted = any(rule.columns is not None or rule.row_filter is not None
                                        for rule in whitelist.tables.values())
         # Marked shape -> its validated template, or None when the shape cannot be templated.
-        self._templates: OrderedDict[tuple[str, object], ValidatedQuery | None] = OrderedDict()
+        self._templates: LRUCache[tuple[str, object], ValidatedQuery | None] = LRUCache(cache_size)
 
     def known(self, sql: str, schema: Schema | None = None, *, filtered: bool = False) -> ValidatedQuery | None:
         """What validate() would answer, when that needs no parsing: a statement seen before, or
@@ -113,10 +112,7 @@ class SqlGuard:
 
     def _cached(self, key: tuple[str, object]) -> ValidatedQuery | QueryRejected | None:
         with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-        return hit
+            return self._cache.get(key)
 
     def validate(self, sql: str, schema: Schema | None = None, *, filtered: bool = False) -> ValidatedQuery:
         """Parse and check one statement; raise QueryRejected naming what is not allowed.
@@ -136,8 +132,6 @@ class SqlGuard:
                 hit = QueryRejected(f"query could not be validated ({type(exc).__name__})")
             with self._lock:
                 self._cache[key] = hit
-                if len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
         if isinstance(hit, QueryRejected):
             raise QueryRejected(hit.message)
         return hit
@@ -165,8 +159,6 @@ class SqlGuard:
                 template = None
             with self._lock:
                 self._templates[key] = template
-                if len(self._templates) > self._cache_size:
-                    self._templates.popitem(last=False)
         if template is None:
             return None
         filled = fill_literals(template.sql, marked)

@@ -12,9 +12,10 @@ date.max), a TIME of 24:00:00 (a str), a type not listed below.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import date, datetime, time
+
+from cachetools import LRUCache
 
 from analytics_api.query.serialize import SMALL_RESULT, unique_names
 
@@ -83,9 +84,8 @@ class ShapeHints:
     """
 
     def __init__(self, capacity: int = 4096, fast_ms: float = 5.0) -> None:
-        self._capacity = capacity
         self._fast_ms = fast_ms
-        self._small: OrderedDict[str, bool] = OrderedDict()
+        self._small: LRUCache[str, bool] = LRUCache(capacity)
         self._lock = threading.Lock()
 
     def expects_small(self, shape: str) -> bool:
@@ -100,6 +100,3 @@ class ShapeHints:
         small = rows <= SMALL_RESULT and elapsed_ms <= self._fast_ms and all(is_plain(t) for t in types)
         with self._lock:
             self._small[shape] = small
-            self._small.move_to_end(shape)
-            if len(self._small) > self._capacity:
-                self._small.popitem(last=False)

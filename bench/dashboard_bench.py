@@ -1,0 +1,191 @@
+"""Dashboard benchmark: a 10-tile batch vs the same 10 requests in a row, and point lookups
+while a stream of large unique queries arrives, side by side on one snapshot.
+
+One Gunicorn API (2 workers) on the ETL's demo snapshot.
+- batch: ten dashboard tiles (aggregates with a fresh literal each round, so no cache answers)
+  as ten sequential GET /query requests, then as one POST /query/batch; wall clock per
+  dashboard, rounds alternating which goes first.
+- stall: C clients send point lookups; p50/p99 alone, then while one more client sends
+  unique 10-20 kB statements back to back (each one new to the guard). --baseline-src runs
+  the same stall cells against another api-service/src (e.g. a checkout of the commit before
+  validation moved off the event loop) in a second server, interleaved.
+
+    .venv/bin/python bench/dashboard_bench.py --rows 3300000 [--baseline-src /tmp/old/api-service/src]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import api_bench as ab  # noqa: E402 - the shared harness: snapshot, Gunicorn server, summaries
+
+TILES = [
+    "SELECT count(*) AS n, sum(total) AS revenue FROM orders WHERE total > {x}",
+    "SELECT status, count(*) AS n FROM orders WHERE total > {x} GROUP BY 1 ORDER BY 1",
+    "SELECT currency, avg(total) AS avg_total FROM orders WHERE total > {x} GROUP BY 1 ORDER BY 1",
+    "SELECT date_trunc('month', ordered_at) AS month, count(*) AS n FROM orders WHERE total > {x} GROUP BY 1 ORDER BY 1",
+    "SELECT method, sum(amount) AS amount FROM transactions WHERE amount > {x} GROUP BY 1 ORDER BY 1",
+    "SELECT succeeded, count(*) AS n FROM transactions WHERE amount > {x} GROUP BY 1 ORDER BY 1",
+    "SELECT category, avg(price) AS price FROM products WHERE price > {x} GROUP BY 1 ORDER BY 1",
+    "SELECT warehouse, sum(quantity) AS units FROM inventory WHERE price > {x} GROUP BY 1 ORDER BY 1",
+    "SELECT loyalty_tier, count(*) AS n FROM customers WHERE id > {x} GROUP BY 1 ORDER BY 1",
+    "SELECT * FROM orders WHERE total > {x} ORDER BY total DESC LIMIT 20",
+]
+
+
+def dashboard(port: int, token: str, x: float, batch: bool) -> float:
+    """Seconds for one dashboard's ten answers."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    headers = {"Authorization": f"Bearer {token}"}
+    sqls = [t.format(x=f"{x:.2f}") for t in TILES]
+    started = time.perf_counter()
+    if batch:
+        conn.request("POST", "/query/batch", body=json.dumps({"queries": [{"sql": s} for s in sqls]}),
+                     headers={**headers, "Content-Type": "application/json"})
+        response = conn.getresponse()
+        body = json.loads(response.read())
+        assert response.status == 200 and all(r["success"] for r in body["results"]), body
+    else:
+        for sql in sqls:
+            conn.request("GET", "/query?q=" + quote(sql, safe=""), headers=headers)
+            response = conn.getresponse()
+            assert response.status == 200, response.read()[:300]
+            response.read()
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed
+
+
+def stream_client(task: dict) -> dict:
+    """Point lookups (kind=point) or unique large statements (kind=big) until the deadline."""
+    rng = random.Random(task["seed"])
+    conn = http.client.HTTPConnection("127.0.0.1", task["port"], timeout=300)
+    headers = {"Authorization": f"Bearer {task['token']}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    while time.time() < task["start_at"]:
+        time.sleep(0.002)
+    end = task["start_at"] + task["duration"]
+    while time.time() < end:
+        if task["kind"] == "point":
+            sql = f"SELECT * FROM orders WHERE id = {rng.randint(1, task['orders'])}"
+            conn.request("GET", "/query?q=" + quote(sql, safe=""), headers=headers)
+        else:  # ~15 kB, new to the guard every time (a new shape: no template helps)
+            ids = ", ".join(str(rng.randint(1, task["orders"])) for _ in range(rng.randint(1200, 2400)))
+            sql = f"SELECT count(*) AS n_{rng.randint(0, 10**9)} FROM orders WHERE id IN ({ids})"
+            conn.request("POST", "/query", body=json.dumps({"sql": sql}), headers=headers)
+        started = time.perf_counter()
+        response = conn.getresponse()
+        response.read()
+        latencies.append((time.perf_counter() - started) * 1000)
+        assert response.status == 200, response.status
+    conn.close()
+    return {"latencies": latencies}
+
+
+def stall_cell(pool, port: int, token: str, orders: int, clients: int, duration: float, with_stream: bool,
+               seed: int) -> dict:
+    start_at = time.time() + 0.5
+    tasks = [{"kind": "point", "port": port, "token": token, "orders": orders, "seed": seed * 100 + i,
+              "start_at": start_at, "duration": duration} for i in range(clients)]
+    if with_stream:
+        tasks.append({**tasks[0], "kind": "big", "seed": seed * 100 + 99})
+    out = pool.map(stream_client, tasks)
+    points = [x for o in out[:clients] for x in o["latencies"]]
+    return {**ab.summarize(points, duration), "big": len(out[clients]["latencies"]) if with_stream else 0}
+
+
+def start_server(name: str, store: Path, work: Path, jwks: Path, workers: int, src: str | None) -> ab.Server:
+    from analytics_api.auth.local_issuer import LOCAL_AUDIENCE, LOCAL_ISSUER
+
+    port = ab.free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AUTH0_", "RATE_LIMIT_", "SNAPSHOT_"))},
+           "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers), "STORAGE_URL": f"file://{store}",
+           "AUTH0_JWKS_URL": f"file://{jwks}", "AUTH0_ISSUER": LOCAL_ISSUER, "AUTH0_API_AUDIENCE": LOCAL_AUDIENCE,
+           "RATE_LIMIT_REQUESTS": "100000000", "SNAPSHOT_CACHE_DIR": str(work / f"cache-{name}"),
+           "PROMETHEUS_MULTIPROC_DIR": str(work / f"prometheus-{name}"),
+           "GUNICORN_CMD_ARGS": f"--control-socket {work / f'{name}.ctl'}"}
+    if src:
+        env["PYTHONPATH"] = src
+    server = ab.Server(name, [str(ab.VENV_BIN / "gunicorn"), "-c", "python:analytics_api.gunicorn_conf"], env, port,
+                       work / f"{name}.log")
+    server.wait_ready("/ready")
+    return server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=3_300_000)
+    parser.add_argument("--dashboards", type=int, default=20, help="dashboards per contender")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per stall cell")
+    parser.add_argument("--clients", type=int, default=3, help="point-lookup clients in the stall cells")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--baseline-src", default=None, help="another api-service/src for the stall cells")
+    parser.add_argument("--data-dir", type=Path, default=ab.RESULTS / "api-data")
+    args = parser.parse_args()
+
+    from analytics_api.auth.local_issuer import LocalIssuer
+
+    store = ab.etl_snapshot(args.rows, args.data_dir)
+    work = Path(tempfile.mkdtemp(prefix="dashboard-bench-"))
+    orders = ab.run_child("info", str(ab.snapshot_file(store, work)))["orders"]
+    issuer = LocalIssuer.generate()
+    jwks = issuer.save(work / "issuer")
+    token = issuer.mint(sub="bench", ttl_seconds=7200)
+    servers = {"this": start_server("this", store, work, jwks, args.workers, None)}
+    if args.baseline_src:
+        servers["baseline"] = start_server("baseline", store, work, jwks, args.workers, args.baseline_src)
+    pool = multiprocessing.get_context("fork").Pool(args.clients + 1)
+    try:
+        rng = random.Random(7)
+        times: dict[str, list[float]] = {"sequential": [], "batch": []}
+        port = servers["this"].port
+        for i in range(args.dashboards):
+            for kind in (("sequential", "batch") if i % 2 == 0 else ("batch", "sequential")):
+                times[kind].append(dashboard(port, token, rng.randint(0, 90_000) / 100, kind == "batch"))
+        stall: dict[tuple[str, bool], list[dict]] = {}
+        seed = 0
+        for r in range(args.rounds):
+            for name, server in (servers.items() if r % 2 == 0 else list(servers.items())[::-1]):
+                for with_stream in (False, True):
+                    seed += 1
+                    cell = stall_cell(pool, server.port, token, orders, args.clients, args.duration / args.rounds,
+                                      with_stream, seed)
+                    stall.setdefault((name, with_stream), []).append(cell)
+                    print(f"# {name} stream={with_stream} {cell['rps']:.0f} lookups/s p50 {cell['p50_ms']:.2f} "
+                          f"p99 {cell['p99_ms']:.2f} ms, {cell['big']} large statements", file=sys.stderr)
+    finally:
+        pool.close()
+        for server in servers.values():
+            server.stop()
+    seq, bat = statistics.median(times["sequential"]), statistics.median(times["batch"])
+    print(f"\n{args.rows:,}-row demo source, {args.workers} workers\n")
+    print("| dashboard of 10 tiles | median wall clock | vs sequential |\n|---|---:|---:|")
+    print(f"| 10 sequential GET /query | {seq * 1000:.1f} ms | 1 |")
+    print(f"| one POST /query/batch | {bat * 1000:.1f} ms | **{seq / bat:.2f}× faster** (target ≥ 3×) |")
+    print(f"\n| server | point lookups alone: req/s, p50, p99 | with {args.clients} lookup clients + 1 stream of "
+          "large unique statements: req/s, p50, p99 (statements answered) |\n|---|---|---|")
+    for name in servers:
+        alone = [c for c in stall[(name, False)]]
+        busy = [c for c in stall[(name, True)]]
+
+        def show(cells: list[dict]) -> str:
+            return (f"{sum(c['rps'] for c in cells) / len(cells):,.0f}, {max(c['p50_ms'] for c in cells):.2f} ms, "
+                    f"{max(c['p99_ms'] for c in cells):.2f} ms")
+        print(f"| {name} | {show(alone)} | {show(busy)} ({sum(c['big'] for c in busy)}) |")
+
+
+if __name__ == "__main__":
+    main()
