@@ -11,7 +11,6 @@ that refused everything, or one that answered something the oracle cannot, both 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +21,7 @@ import pytest
 import sqlglot
 from fastapi.testclient import TestClient
 
-from analytics_api.auth.local_issuer import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer
-from analytics_api.config import get_settings
-from analytics_api.main import create_app
-from analytics_shared.manifest import read_manifest
-from analytics_shared.snapshot_files import fetch_snapshot
-from analytics_shared.storage import LocalStore
+from analytics_api.auth.local_issuer import LocalIssuer
 
 WHITELIST_PATH = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "query_whitelist.json"
 ALLOWED = {"customers": ["id", "country", "signup_date", "loyalty_tier"], "products": ["id", "category", "price"]}
@@ -253,16 +247,6 @@ ATTEMPTS: list[tuple[str, str]] = [
 
 
 @pytest.fixture(scope="module")
-def snapshot_copy(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("column-restrictions")
-    shutil.copytree(demo_template / "store", root / "store")
-    store = LocalStore(root / "store")
-    manifest, _ = read_manifest(store)
-    fetch_snapshot(store, manifest, root / "snapshot.db")
-    return root, root / "snapshot.db"
-
-
-@pytest.fixture(scope="module")
 def oracle(snapshot_copy: tuple[Path, Path]) -> Iterator[duckdb.DuckDBPyConnection]:
     """The same snapshot with the hidden columns physically dropped."""
     _, path = snapshot_copy
@@ -280,7 +264,7 @@ def oracle(snapshot_copy: tuple[Path, Path]) -> Iterator[duckdb.DuckDBPyConnecti
 
 
 @pytest.fixture(scope="module")
-def api(snapshot_copy: tuple[Path, Path], issuer: LocalIssuer) -> Iterator[TestClient]:
+def api(snapshot_copy: tuple[Path, Path], issuer: LocalIssuer, serving) -> Iterator[TestClient]:  # noqa: ANN001
     root, _ = snapshot_copy
     whitelist = json.loads(WHITELIST_PATH.read_text())
     whitelist["tables"]["customers"]["columns"] = ALLOWED["customers"]
@@ -288,13 +272,7 @@ def api(snapshot_copy: tuple[Path, Path], issuer: LocalIssuer) -> Iterator[TestC
     whitelist["tables"]["transactions"]["scope"] = "read:finance"
     whitelist["queries"] = {}  # named queries are checked at start, before any snapshot: none on these tables
     whitelist["functions"] = sorted({*whitelist["functions"], "ROW", "STRUCT_EXTRACT", "JSON_EXTRACT_STRING"})
-    (root / "whitelist.json").write_text(json.dumps(whitelist))
-    (root / "jwks.json").write_text(json.dumps(issuer.jwks()))
-    settings = get_settings(auth0_jwks_url=f"file://{root / 'jwks.json'}", auth0_issuer=LOCAL_ISSUER,
-                            auth0_api_audience=LOCAL_AUDIENCE, storage_url=f"file://{root / 'store'}",
-                            snapshot_cache_dir=root / "cache", snapshot_poll_seconds=3600,
-                            rate_limit_requests=100_000, query_whitelist_path=root / "whitelist.json")
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with serving(root, whitelist) as client:
         client.headers["Authorization"] = f"Bearer {issuer.mint(scopes='read:analytics')}"
         yield client
 

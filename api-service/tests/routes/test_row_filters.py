@@ -11,7 +11,6 @@ tables (the oracle). The API must answer exactly what the oracle answers, or ref
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +21,7 @@ import pytest
 import sqlglot
 from fastapi.testclient import TestClient
 
-from analytics_api.auth.local_issuer import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer
-from analytics_api.config import get_settings
-from analytics_api.main import create_app
-from analytics_shared.manifest import read_manifest
-from analytics_shared.snapshot_files import fetch_snapshot
-from analytics_shared.storage import LocalStore
+from analytics_api.auth.local_issuer import LocalIssuer
 
 WHITELIST_PATH = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "query_whitelist.json"
 CUSTOMER_CLAIM = "https://analytics.example.com/customer_id"
@@ -152,16 +146,6 @@ ATTEMPTS: list[tuple[str, str]] = [
 
 
 @pytest.fixture(scope="module")
-def snapshot_copy(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("row-filters")
-    shutil.copytree(demo_template / "store", root / "store")
-    store = LocalStore(root / "store")
-    manifest, _ = read_manifest(store)
-    fetch_snapshot(store, manifest, root / "snapshot.db")
-    return root, root / "snapshot.db"
-
-
-@pytest.fixture(scope="module")
 def people(snapshot_copy: tuple[Path, Path]) -> dict[str, dict]:
     """Two customers with orders, and their warehouses: the claims of two users."""
     with duckdb.connect(str(snapshot_copy[1]), read_only=True) as conn:
@@ -209,15 +193,9 @@ def whitelist_document() -> dict:
 
 
 @pytest.fixture(scope="module")
-def api(snapshot_copy: tuple[Path, Path], issuer: LocalIssuer) -> Iterator[TestClient]:
+def api(snapshot_copy: tuple[Path, Path], issuer: LocalIssuer, serving) -> Iterator[TestClient]:  # noqa: ANN001
     root, _ = snapshot_copy
-    (root / "whitelist.json").write_text(json.dumps(whitelist_document()))
-    (root / "jwks.json").write_text(json.dumps(issuer.jwks()))
-    settings = get_settings(auth0_jwks_url=f"file://{root / 'jwks.json'}", auth0_issuer=LOCAL_ISSUER,
-                            auth0_api_audience=LOCAL_AUDIENCE, storage_url=f"file://{root / 'store'}",
-                            snapshot_cache_dir=root / "cache", snapshot_poll_seconds=3600,
-                            rate_limit_requests=100_000, query_whitelist_path=root / "whitelist.json")
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with serving(root, whitelist_document()) as client:
         yield client
 
 
