@@ -233,3 +233,48 @@ def test_sigterm_stops_gracefully(start_gunicorn, token) -> None:  # noqa: ANN00
     assert server.proc.wait(timeout=30) == 0
     log = server.log.read_text()
     assert "api.stopped" in log and "Traceback" not in log
+
+
+def test_row_filters_batches_and_page_cursors_hold_across_workers(start_gunicorn, token, tmp_path) -> None:  # noqa: ANN001
+    """Each request on a fresh connection, so both workers answer: a cursor one worker wrote
+    is followed by either, and no cached answer crosses from one user to the other."""
+    claim = "https://analytics.example.com/customer_id"
+    whitelist = json.loads((Path(__file__).resolve().parents[2] / "shared" / "schemas" /
+                            "query_whitelist.json").read_text())
+    whitelist["tables"]["orders"]["row_filter"] = "customer_id = :customer_id"
+    whitelist["claims"] = {"customer_id": {"claim": claim, "type": "integer"}}
+    whitelist["unfiltered_scope"] = "read:all_rows"
+    (tmp_path / "whitelist.json").write_text(json.dumps(whitelist))
+    server = start_gunicorn(QUERY_WHITELIST_PATH=str(tmp_path / "whitelist.json"))
+    assert server.query("SELECT count(*) AS n FROM orders", token())[0] == 403  # no claim, no scope
+    staff = token(scopes="read:analytics read:all_rows")
+    customers = [row["customer_id"] for row in server.query(
+        "SELECT customer_id FROM orders GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 2", staff)[2]["data"]]
+    assert len(customers) == 2
+    users = {c: token(**{claim: c}, sub=f"customer-{c}") for c in customers}
+    counts = {}
+    for _ in range(3):  # repeated: the second and third answers may come from either worker's cache
+        for customer, user in users.items():
+            status, _, body = server.query("SELECT count(*) AS n, min(customer_id) AS lo, max(customer_id) AS hi "
+                                           "FROM orders", user)
+            assert status == 200, body
+            row = body["data"][0]
+            assert row["lo"] == row["hi"] == customer and row["n"] > 1
+            assert counts.setdefault(customer, row["n"]) == row["n"]
+    sql = "SELECT id FROM orders ORDER BY id"
+    for customer, user in users.items():
+        status, _, first = server.query(sql, user)
+        pages, body = [], server.request("/query?" + urllib.parse.urlencode({"q": sql, "page_size": 2}), user)[2]
+        while True:
+            pages.extend(body["data"])
+            if body["next"] is None:
+                break
+            status, _, body = server.request("/query?" + urllib.parse.urlencode({"cursor": body["next"]}), user)
+            assert status == 200, body
+        assert pages == first["data"] and len(pages) == counts[customer]
+    batch = urllib.request.Request(server.base + "/query/batch", method="POST", data=json.dumps({"queries": [
+        {"sql": "SELECT count(*) AS n FROM orders"}, {"sql": "SELECT * FROM nowhere"}]}).encode(),
+        headers={"Authorization": f"Bearer {users[customers[0]]}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(batch, timeout=30) as resp:
+        results = json.loads(resp.read())["results"]
+    assert results[0]["data"] == [{"n": counts[customers[0]]}] and results[1]["success"] is False
