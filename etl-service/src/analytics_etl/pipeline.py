@@ -284,5 +284,6 @@ def _publish(settings: EtlSettings, store: ObjectStore, build: Build, manifest: 
     latest, _ = read_manifest(store)
     protect = {published.manifest.object_key} | ({latest.object_key} if latest else set())
     retain_and_collect(store, settings.etl_state_dir, keep=settings.history_keep, protect=protect,
-                       grace_seconds=settings.gc_grace_seconds)
+                       grace_seconds=settings.gc_grace_seconds, keep_hours=settings.history_keep_hours,
+                       runs_keep_days=settings.runs_keep_days)
     return published
