@@ -229,7 +229,7 @@ def _sync_tables(settings: EtlSettings, engine: sa.Engine, specs: dict[str, Tabl
             counts = {"read": 0, "changed": 0}
             try:
                 if target in missing:
-                    raise AnalyticsError(missing[target])
+                    raise SourceError(missing[target])
                 entry, changed = sync_table(specs[target], prev, conn, build.db, settings, ahead, counts)
                 any_change |= changed or prev is None or prev.status != "ok"
                 if changed:
