@@ -11,15 +11,18 @@ from pydantic import AfterValidator, ByteSize, Field, model_validator
 from analytics_shared.chunks import check_chunk_size
 from analytics_shared.settings import MemorySize, StorageSettings, load_settings
 
+# "256KiB", "1MiB" or bytes; a multiple of DuckDB's 256 KiB block.
+ChunkSize = Annotated[ByteSize, AfterValidator(check_chunk_size)]
+
+
 def _webhook_url(value: str) -> str:
+    # Checked at start: a typo would otherwise surface only when the first incident is lost.
     if value and not value.startswith(("https://", "http://")):
         raise ValueError("must be an http(s):// URL (a Slack incoming webhook or anything accepting its JSON)")
     return value
 
 
 WebhookUrl = Annotated[str, AfterValidator(_webhook_url)]
-# "256KiB", "1MiB" or bytes; a multiple of DuckDB's 256 KiB block.
-ChunkSize = Annotated[ByteSize, AfterValidator(check_chunk_size)]
 
 
 class EtlSettings(StorageSettings):

@@ -255,7 +255,7 @@ def _sync_tables(settings: EtlSettings, engine: sa.Engine, specs: dict[str, Tabl
             record["tables"][target] = {"rows": entry.rows, "status": entry.status, **counts,
                                         "seconds": round(time.perf_counter() - t0, 3)}
     if not tables:
-        raise AnalyticsError("no table could be synced: " + "; ".join(record["errors"].values()))
+        raise SourceError("no table could be synced: " + "; ".join(record["errors"].values()))
     return tables, any_change
 
 
