@@ -14,6 +14,8 @@ mkdir -p "$DATA"
 DATA="$(cd "$DATA" && pwd)"
 export PORT="${PORT:-8000}"
 export BIND="127.0.0.1:$PORT"
+# The ETL would otherwise serve /health, /ready and /metrics on PORT too, which is the API's here.
+export ETL_HTTP_PORT="${ETL_HTTP_PORT:-$((PORT + 1))}"
 export WEB_CONCURRENCY="${WEB_CONCURRENCY:-2}"
 export SOURCE_URL="${SOURCE_URL:-sqlite:///$DATA/demo-source.db}"
 export STORAGE_URL="${STORAGE_URL:-file://$DATA/store}"
@@ -74,7 +76,8 @@ cat <<MSG
   curl -H "Authorization: Bearer \$(cat $DATA/dev-token.txt)" \\
        "http://$BIND/query?q=SELECT%20status,%20count(*)%20AS%20n%20FROM%20orders%20GROUP%20BY%201"
 
-  The ETL syncs every ${SYNC_INTERVAL_SECONDS}s; Ctrl-C stops everything.
+  The ETL syncs every ${SYNC_INTERVAL_SECONDS}s (its health: http://127.0.0.1:$ETL_HTTP_PORT/ready);
+  Ctrl-C stops everything.
 
 MSG
 wait

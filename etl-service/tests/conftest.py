@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import threading
+from collections.abc import Iterator
 from datetime import date, datetime, time
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import duckdb
@@ -92,3 +96,52 @@ def assert_snapshot_matches(store: LocalStore, tmp_path: Path, source_path: Path
 @pytest.fixture
 def published_rows(store: LocalStore, tmp_path: Path):
     return lambda table: snapshot_rows(store, tmp_path, table)
+
+
+class Webhook:
+    """A real HTTP server standing in for a Slack incoming webhook: it records every POST."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        self.replies: list[int] = []  # status codes to answer with, in order; then 200
+        self.hang = threading.Event()  # while set, requests are read and never answered
+        self.release = threading.Event()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                hook.received.append({"body": body, "content_type": self.headers["Content-Type"]})
+                if hook.hang.is_set():
+                    hook.release.wait(30)
+                    return
+                self.send_response(hook.replies.pop(0) if hook.replies else 200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/XXXX"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def texts(self) -> list[str]:
+        return [r["body"]["text"] for r in self.received]
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    try:
+        yield hook
+    finally:
+        hook.close()

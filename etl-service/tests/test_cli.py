@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -70,14 +73,36 @@ def test_status_before_first_publish_is_null(env):
     assert result.returncode == 1 and result.stdout.strip() == "null"
 
 
-def test_run_syncs_on_schedule_and_stops_cleanly_on_sigterm(env, tmp_path):
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:  # not listening yet
+        return 0, str(exc)
+
+
+def test_run_syncs_on_schedule_serves_http_and_stops_cleanly_on_sigterm(env, tmp_path):
     assert etl(env, "demo-source", str(tmp_path / "src.db"), "--rows", "500").returncode == 0
-    proc = subprocess.Popen([str(BIN), "run"], env=env, stderr=subprocess.PIPE, text=True)
+    port = free_port()
+    proc = subprocess.Popen([str(BIN), "run"], env={**env, "ETL_HTTP_PORT": str(port)}, stderr=subprocess.PIPE,
+                            text=True)
     try:
         deadline = time.monotonic() + 60
-        while not (tmp_path / "state" / "last_success").exists() and time.monotonic() < deadline:
+        while http_get(port, "/ready")[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert (tmp_path / "state" / "last_success").exists()
+        code, body = http_get(port, "/ready")
+        assert code == 200 and json.loads(body)["ready"], body
+        assert http_get(port, "/health")[0] == 200
+        code, metrics = http_get(port, "/metrics")
+        assert code == 200 and 'analytics_etl_sync_duration_seconds_count{status="published"}' in metrics
         healthy = etl(env, "health")
         assert healthy.returncode == 0 and healthy.stdout.startswith("healthy"), healthy.stdout
         proc.send_signal(signal.SIGTERM)
@@ -88,6 +113,28 @@ def test_run_syncs_on_schedule_and_stops_cleanly_on_sigterm(env, tmp_path):
     events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
     ours = [e for e in events if "." in e]  # APScheduler's own lines may interleave at shutdown
     assert "scheduler.started" in ours and "manifest.published" in ours and ours[-1] == "scheduler.stopped"
+    assert "http.listening" in ours
+
+
+def test_run_keeps_syncing_when_its_http_port_is_taken(env, tmp_path):
+    assert etl(env, "demo-source", str(tmp_path / "src.db"), "--rows", "200").returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.Popen([str(BIN), "run"], env={**env, "PORT": str(port)}, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not (tmp_path / "state" / "last_success").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert (tmp_path / "state" / "last_success").exists(), "the worker syncs without its HTTP side"
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0
+    [error] = [json.loads(line) for line in stderr.splitlines() if '"http.unavailable"' in line]
+    assert error["port"] == port and "ETL_HTTP_PORT" in error["hint"]
 
 
 def test_health_fails_without_or_with_an_old_successful_sync(env, tmp_path):

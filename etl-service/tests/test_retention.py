@@ -15,7 +15,7 @@ import pytest
 from analytics_etl import publish as publish_module
 from analytics_etl.pipeline import run_sync
 from analytics_etl.publish import check_complete, rollback_to
-from analytics_etl.retention import IndexCache, collect_chunks, kept_versions, versions
+from analytics_etl.retention import IndexCache, collect_chunks, kept_versions, prune_run_records, versions
 from analytics_shared.chunks import CHUNKS_PREFIX, chunk_key, read_index
 from analytics_shared.errors import ManifestError, ObjectNotFound, StorageError
 from analytics_shared.manifest import HISTORY_PREFIX, RUNS_PREFIX, read_manifest
@@ -69,6 +69,28 @@ def test_kept_are_the_newest_the_protected_and_those_superseded_within_the_grace
     assert kept == {"history/a.index.json", "history/c.index.json", "history/d.index.json", "history/e.index.json"}
     assert kept_versions(history, keep=2, protect=set(), grace_seconds=0, now=NOW) == {
         "history/d.index.json", "history/e.index.json"}
+
+
+def test_versions_younger_than_keep_hours_are_kept_as_well_as_the_newest() -> None:
+    history = [info("history/a.index.json", 600), info("history/b.index.json", 300),
+               info("history/c.index.json", 100), info("history/d.index.json", 30), info("history/e.index.json", 1)]
+    assert kept_versions(history, keep=1, protect=set(), grace_seconds=0, now=NOW, keep_hours=2) == {
+        "history/c.index.json", "history/d.index.json", "history/e.index.json"}
+    assert kept_versions(history, keep=1, protect=set(), grace_seconds=0, now=NOW) == {"history/e.index.json"}
+    assert kept_versions(history, keep=4, protect=set(), grace_seconds=0, now=NOW, keep_hours=0.1) == {
+        "history/b.index.json", "history/c.index.json", "history/d.index.json", "history/e.index.json"}
+
+
+def test_a_sync_a_minute_keeps_a_rollback_window_of_hours(make_settings, store, source_path, tmp_path):
+    settings = make_settings(history_keep=1, gc_grace_seconds=0, history_keep_hours=1)
+    publish_versions(settings, source_path, 3)
+    assert len(versions(store)) == 3, "all younger than an hour"
+    two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).timestamp()
+    first = versions(store)[0].key
+    os.utime(store.root / first, (two_hours_ago, two_hours_ago))
+    publish_versions(settings, source_path, 1)
+    assert first not in {o.key for o in versions(store)} and len(versions(store)) == 3
+    assert_every_version_complete(store, tmp_path)
 
 
 def test_retention_with_a_grace_period_keeps_recent_versions_for_readers(make_settings, store, source_path):
@@ -216,3 +238,24 @@ def test_run_records_say_what_each_publish_uploaded(make_settings, store, source
         assert 0 < record["uploaded_bytes"] <= index.size_bytes + len(index.model_dump_json()) + 1024
     first, second = sorted(records, key=lambda r: r["started_at"])
     assert second["uploaded_bytes"] < first["uploaded_bytes"], "the second publish sends only what changed"
+
+
+def test_run_records_are_pruned_by_age_except_those_a_kept_version_needs(store: LocalStore) -> None:
+    days = ["2026-10-01", "2026-10-20", "2026-11-05", "2026-11-29"]
+    for day in days:
+        store.put(f"{RUNS_PREFIX}{day}/run.json", b"{}")
+    kept = "history/analytics_2026-10-20_10-00-00_abcdef.index.json"
+    store.put(kept, b"{}")
+    # 2026-10-20's records hold that version's manifest: rollback needs them, whatever their age.
+    assert prune_run_records(store, keep_days=7, now=NOW) == 1
+    assert [o.key for o in store.list(RUNS_PREFIX)] == [f"{RUNS_PREFIX}{d}/run.json" for d in days[1:]]
+    store.delete(kept)
+    assert prune_run_records(store, keep_days=7, now=NOW) == 2
+    assert [o.key for o in store.list(RUNS_PREFIX)] == [f"{RUNS_PREFIX}2026-11-29/run.json"]
+
+
+def test_publishing_prunes_old_run_records(make_settings, store, source_path):
+    store.put(f"{RUNS_PREFIX}2001-01-01/ancient.json", b"{}")
+    publish_versions(make_settings(gc_grace_seconds=0, runs_keep_days=30), source_path, 1)
+    assert f"{RUNS_PREFIX}2001-01-01/ancient.json" not in {o.key for o in store.list(RUNS_PREFIX)}
+    assert len(store.list(RUNS_PREFIX)) == 1

@@ -256,3 +256,14 @@ def test_compose_file_parses_without_yaml_surprises(repo: Path) -> None:
     # "no" must stay a string for restart: YAML 1.1 would otherwise read a bare no as false.
     assert not re.search(r"restart:\s*no\s*$", text, re.M)
     assert yaml.safe_load(text)["name"] == "analytics-platform"
+
+
+def test_etl_healthcheck_probes_its_own_readiness_route(compose: dict) -> None:
+    etl = _services(compose)["etl-service"]
+    argv = etl["healthcheck"]["test"]
+    assert argv[:3] == ["CMD", "python", "-c"], "slim images have no curl: probe with python's urllib"
+    compile(argv[3], "<healthcheck>", "exec")
+    url = re.search(r"'(http://127\.0\.0\.1:(\d+)(/\w+))'", argv[3])
+    assert url, argv[3]
+    assert url.group(2) == etl["environment"]["ETL_HTTP_PORT"], "the probe must hit the port the ETL listens on"
+    assert url.group(3) == "/ready", "healthy = syncs keep succeeding, as the old `analytics-etl health` check"

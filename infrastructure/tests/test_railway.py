@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from analytics_api.routes.health import router as health_router
+from analytics_etl.config import get_settings as get_etl_settings
+from analytics_etl.http_server import start_http_server
+from analytics_etl.metrics import EtlMetrics
+from analytics_etl.status import WorkerStatus
 
 CONFIGS = {"etl-service": "infrastructure/railway/etl.json", "api-service": "infrastructure/railway/api.json"}
 OTHER = {"etl-service": "api-service", "api-service": "etl-service"}
@@ -59,7 +64,25 @@ def test_only_one_etl_runs(repo: Path) -> None:
     deploy = _load(repo, "etl-service")["deploy"]
     assert deploy["numReplicas"] == 1
     assert deploy.get("overlapSeconds", 0) == 0, "old and new ETL deployments must not overlap"
-    assert "healthcheckPath" not in deploy, "the ETL serves no HTTP; a healthcheck path would fail every deploy"
+
+
+def test_etl_healthcheck_is_the_liveness_route_on_port(repo: Path, tmp_path: Path) -> None:
+    """Liveness, not /ready: Railway probes only while deploying and keeps the old deployment
+    running until the probe passes; waiting for a first sync would run two ETLs that long."""
+    deploy = _load(repo, "etl-service")["deploy"]
+    assert isinstance(deploy["healthcheckTimeout"], int) and 30 <= deploy["healthcheckTimeout"] <= 300
+    settings = get_etl_settings(source_url="sqlite:///x.db", port=8080)
+    assert settings.http_port == 8080, "the ETL listens on the PORT Railway probes"
+    status = WorkerStatus(tmp_path, max_age_seconds=60)
+    status.scheduler_alive = lambda: True
+    server = start_http_server(0, status, EtlMetrics(status), host="127.0.0.1")
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}{deploy['healthcheckPath']}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_api_healthcheck_is_the_readiness_route(repo: Path) -> None:

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="print the published manifest")
     health = sub.add_parser("health", help="exit 0 if the last successful sync is recent (container HEALTHCHECK)")
     health.add_argument("--max-age", type=float, default=None,
-                        help="seconds; default 3 x SYNC_INTERVAL_SECONDS + 300")
+                        help="seconds; default READY_MAX_AGE_SECONDS")
     rollback = sub.add_parser("rollback", help="point the manifest at an older published version")
     rollback.add_argument("version")
     demo = sub.add_parser("demo-source", help="create the demo SQLite source database")
@@ -95,7 +95,7 @@ def _health(max_age: float | None) -> int:
     from datetime import UTC, datetime
 
     settings = get_settings()
-    limit = max_age if max_age is not None else 3 * settings.sync_interval_seconds + 300
+    limit = max_age if max_age is not None else settings.ready_max_age
     marker = settings.etl_state_dir / "last_success"
     try:
         last = datetime.fromisoformat(marker.read_text().strip())

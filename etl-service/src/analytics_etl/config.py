@@ -15,6 +15,16 @@ from analytics_shared.settings import MemorySize, StorageSettings, load_settings
 ChunkSize = Annotated[ByteSize, AfterValidator(check_chunk_size)]
 
 
+def _webhook_url(value: str) -> str:
+    # Checked at start: a typo would otherwise surface only when the first incident is lost.
+    if value and not value.startswith(("https://", "http://")):
+        raise ValueError("must be an http(s):// URL (a Slack incoming webhook or anything accepting its JSON)")
+    return value
+
+
+WebhookUrl = Annotated[str, AfterValidator(_webhook_url)]
+
+
 class EtlSettings(StorageSettings):
     source_url: str = ""
     mssql_host: str = ""
@@ -47,6 +57,15 @@ class EtlSettings(StorageSettings):
     duckdb_memory_limit: MemorySize = "512MB"
     views_path: Path | None = None
     max_retries: int = Field(3, ge=0)
+    # ---- operating the worker: HTTP (/health, /ready, /metrics), alerts, retention by age
+    etl_http_port: int | None = Field(None, ge=0, le=65535)  # unset: PORT (Railway's); neither: no HTTP
+    port: int | None = Field(None, ge=0, le=65535)
+    # /ready, `analytics-etl health` and the snapshot-age alert: the last good sync (published or
+    # unchanged) may be this old. Unset: 3 x SYNC_INTERVAL_SECONDS + 300.
+    ready_max_age_seconds: int | None = Field(None, ge=1)
+    alert_webhook_url: WebhookUrl = ""
+    history_keep_hours: float = Field(0, ge=0)  # versions younger than this are kept too
+    runs_keep_days: int = Field(30, ge=1)
 
     @model_validator(mode="after")
     def _source(self):  # noqa: ANN202 - pydantic hook
@@ -64,6 +83,14 @@ class EtlSettings(StorageSettings):
         if not self.table_names:
             raise ValueError("TABLES_TO_SYNC names no table")
         return self
+
+    @property
+    def http_port(self) -> int | None:
+        return self.etl_http_port if self.etl_http_port is not None else self.port
+
+    @property
+    def ready_max_age(self) -> int:
+        return self.ready_max_age_seconds or 3 * self.sync_interval_seconds + 300
 
     @property
     def table_names(self) -> list[str]:

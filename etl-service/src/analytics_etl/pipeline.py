@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -27,9 +28,10 @@ from analytics_etl.publish import Published, publish_snapshot, write_run_record
 from analytics_etl.readahead import ReadAhead, select_changes, start_read_ahead
 from analytics_etl.reconcile import reconcile_table
 from analytics_etl.retention import IndexCache, retain_and_collect
+from analytics_etl.source_health import source_failure
 from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables
 from analytics_etl.working import WorkingDatabase
-from analytics_shared.errors import AnalyticsError
+from analytics_shared.errors import AnalyticsError, SourceError
 from analytics_shared.logging import get_logger
 from analytics_shared.manifest import Column, Manifest, TableEntry, read_manifest
 from analytics_shared.storage import ObjectStore, open_store
@@ -37,9 +39,19 @@ from analytics_shared.storage import ObjectStore, open_store
 log = get_logger(__name__)
 
 
+def _counted(batches: Iterator, counts: dict[str, int]) -> Iterator:
+    for batch in batches:
+        counts["read"] += batch.num_rows
+        yield batch
+
+
 def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, working: WorkingDatabase,
-               settings: EtlSettings, ahead: ReadAhead | None = None) -> tuple[TableEntry, bool]:
-    """Apply one table's changes; returns its new manifest entry and whether data changed."""
+               settings: EtlSettings, ahead: ReadAhead | None = None,
+               counts: dict[str, int] | None = None) -> tuple[TableEntry, bool]:
+    """Apply one table's changes; returns its new manifest entry and whether data changed.
+    `counts` receives the rows read from the source and the rows changed in the snapshot."""
+    counts = counts if counts is not None else {}
+    counts.update(read=0, changed=0)
     columns = [(c.name, c.duckdb_type) for c in spec.columns]
     dialect = conn.dialect.name
     builder = BatchBuilder.for_columns(columns, dialect)
@@ -55,14 +67,16 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
     reconciled_at = prev.reconciled_at if prev else None
     changed = 0
     if spec.detection == "change_tracking":
-        return _sync_change_tracking(spec, prev, conn, working, settings, columns, builder, incremental, now)
+        return _sync_change_tracking(spec, prev, conn, working, settings, columns, builder, incremental, now, counts)
     if not incremental:
         if ahead is not None:
             ahead.discard(spec.target)
         before = working.fingerprint(spec.target) if current is not None else None
-        working.replace_table(spec.target, columns, stream_full_table(conn, spec, builder, settings.batch_size))
+        counts["read"] = working.replace_table(spec.target, columns,
+                                               stream_full_table(conn, spec, builder, settings.batch_size))
         # A table new to the snapshot is a change without hashing every value it holds.
         changed = 1 if before is None else int(before != working.fingerprint(spec.target))
+        counts["changed"] = counts["read"] if changed else 0
         if spec.cursor:
             top = working.max_value(spec.target, spec.cursor)
             watermark = encode_watermark(top)
@@ -76,7 +90,8 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
             changes = ahead.batches(spec.target)
         else:
             changes = stream_batches(conn, select_changes(spec, prev, settings), builder, settings.batch_size)
-        n, _, top = working.merge_changes(spec.target, columns, spec.primary_key, changes, cursor=spec.cursor)
+        n, _, top = working.merge_changes(spec.target, columns, spec.primary_key, _counted(changes, counts),
+                                          cursor=spec.cursor)
         changed += n
         if top is not None:
             watermark = max(watermark, encode_watermark(top), key=watermark_order)
@@ -86,19 +101,21 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
             changed += deleted
             runs_since, reconciled_at = 0, now
             log.info("table.reconciled", table=spec.target, deleted=deleted)
+        counts["changed"] = changed
     entry = TableEntry(
         rows=working.row_count(spec.target), columns=[Column(name=n, type=t) for n, t in columns],
         primary_key=list(spec.primary_key), change_detection=spec.detection, watermark=watermark,
         synced_at=now, status="ok", last_error=None, source=spec.qualified, reconciled_at=reconciled_at,
         runs_since_reconcile=runs_since)
     log.info("table.synced", table=spec.target, detection=spec.detection, incremental=incremental,
-             changed=changed, rows=entry.rows, watermark=watermark)
+             read=counts["read"], changed=changed, rows=entry.rows, watermark=watermark)
     return entry, changed > 0
 
 
 def _sync_change_tracking(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection,
                           working: WorkingDatabase, settings: EtlSettings, columns: list[tuple[str, str]],
-                          builder: BatchBuilder, incremental: bool, now: datetime) -> tuple[TableEntry, bool]:
+                          builder: BatchBuilder, incremental: bool, now: datetime,
+                          counts: dict[str, int]) -> tuple[TableEntry, bool]:
     dialect = conn.dialect
     with ct.snapshot_transaction(conn) as snap:
         current, min_valid = ct.read_versions(snap, spec)
@@ -110,21 +127,24 @@ def _sync_change_tracking(spec: TableSpec, prev: TableEntry | None, conn: sa.Con
             keys = [(k, spec.column(k).duckdb_type) for k in spec.primary_key]
             changed, deleted, _ = working.merge_changes(
                 spec.target, columns, spec.primary_key,
-                stream_batches(snap, ct.changed_rows_sql(spec, dialect, since), builder, settings.batch_size),
+                _counted(stream_batches(snap, ct.changed_rows_sql(spec, dialect, since), builder,
+                                        settings.batch_size), counts),
                 deleted_keys=stream_batches(snap, ct.deleted_keys_sql(spec, dialect, since),
                                             BatchBuilder.for_columns(keys, dialect.name), settings.batch_size))
             changed += deleted
+            counts["changed"] = changed
         else:
             before = working.fingerprint(spec.target) if working.table_columns(spec.target) else None
-            working.replace_table(spec.target, columns,
-                                  stream_batches(snap, select_rows(spec), builder, settings.batch_size))
+            counts["read"] = working.replace_table(spec.target, columns,
+                                                   stream_batches(snap, select_rows(spec), builder, settings.batch_size))
             changed = 1 if before is None else int(before != working.fingerprint(spec.target))
+            counts["changed"] = counts["read"] if changed else 0
     entry = TableEntry(
         rows=working.row_count(spec.target), columns=[Column(name=n, type=t) for n, t in columns],
         primary_key=list(spec.primary_key), change_detection="change_tracking", watermark=current,
         synced_at=now, status="ok", last_error=None, source=spec.qualified, reconciled_at=now)
     log.info("table.synced", table=spec.target, detection="change_tracking", incremental=incremental,
-             changed=changed, rows=entry.rows, watermark=current)
+             read=counts["read"], changed=changed, rows=entry.rows, watermark=current)
     return entry, changed > 0
 
 
@@ -141,12 +161,11 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
     own_engine = engine is None
     engine = engine or create_source_engine(settings.source_url)
     record = SyncResult(run_id=run_id, started_at=datetime.now(UTC).isoformat(), status="running",
-                        tables={}, errors={}, uploaded_objects=0, uploaded_bytes=0)
+                        tables={}, errors={}, error_classes={}, uploaded_objects=0, uploaded_bytes=0)
     ahead = None
     try:
         manifest, etag = read_manifest(store)
-        specs, missing = reflect_tables(engine, settings.table_names, requested=settings.change_detection,
-                                        cursor_column=settings.cursor_column)
+        specs, missing = _reflect(engine, settings)
         # stream_batches is looked up here, at run time, so a test can stand in for the source.
         ahead = start_read_ahead(engine, specs, manifest, settings, stream_batches)
         local = LocalSnapshot(settings.etl_state_dir, chunk_size=settings.chunk_size,
@@ -179,12 +198,27 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
         structlog.contextvars.unbind_contextvars("run_id")
 
 
+def _reflect(engine: sa.Engine, settings: EtlSettings) -> tuple[dict[str, TableSpec], dict[str, str]]:
+    try:
+        specs, missing = reflect_tables(engine, settings.table_names, requested=settings.change_detection,
+                                        cursor_column=settings.cursor_column)
+    except AnalyticsError:
+        raise
+    except Exception as exc:  # e.g. a damaged catalog whose error text is not even UTF-8
+        raise SourceError(f"source error: its catalog cannot be read: {type(exc).__name__}: {exc}") from exc
+    if missing and not specs:  # an empty or wrong database, not a set of dropped tables: say so once
+        raise SourceError(f"source has none of the tables to sync ({', '.join(sorted(missing))}): "
+                          f"is SOURCE_URL the right {engine.dialect.name} database ({engine.url.database})?")
+    return specs, missing
+
+
 def _sync_tables(settings: EtlSettings, engine: sa.Engine, specs: dict[str, TableSpec], missing: dict[str, str],
                  manifest: Manifest | None, build: Build, ahead: ReadAhead, stop: threading.Event | None,
                  record: SyncResult) -> tuple[dict[str, TableEntry], bool]:
     """Apply every table's changes to the build; (new manifest entries, whether anything changed)."""
     tables: dict[str, TableEntry] = {}
     any_change = False
+    schemas = {q.split(".")[0] if "." in q else None for q in settings.table_names}
     with engine.connect() as conn:
         for qualified in settings.table_names:
             if stop is not None and stop.is_set():
@@ -192,10 +226,11 @@ def _sync_tables(settings: EtlSettings, engine: sa.Engine, specs: dict[str, Tabl
             target = qualified.split(".")[-1]
             prev = manifest.tables.get(target) if manifest else None
             t0 = time.perf_counter()
+            counts = {"read": 0, "changed": 0}
             try:
                 if target in missing:
-                    raise AnalyticsError(missing[target])
-                entry, changed = sync_table(specs[target], prev, conn, build.db, settings, ahead)
+                    raise SourceError(missing[target])
+                entry, changed = sync_table(specs[target], prev, conn, build.db, settings, ahead, counts)
                 any_change |= changed or prev is None or prev.status != "ok"
                 if changed:
                     build.db.relieve_memory()
@@ -203,9 +238,13 @@ def _sync_tables(settings: EtlSettings, engine: sa.Engine, specs: dict[str, Tabl
                 error = exc if isinstance(exc, AnalyticsError) else classify_source_error(exc)
                 if conn.invalidated or conn.in_transaction():
                     conn.rollback()
+                # The source itself (corrupt, unreachable) is one failure of the run, not one per table.
+                if (broken := source_failure(exc, target, engine, schemas)) is not None:
+                    raise broken from exc
                 log.error("table.failed", table=target, error=error.message, transient=error.transient,
                           exc_info=not isinstance(exc, (AnalyticsError, sa.exc.SQLAlchemyError)))
                 record["errors"][target] = error.message
+                record["error_classes"][target] = error.code
                 if prev is None:
                     continue
                 entry = prev.model_copy(update={"status": "stale", "last_error": error.message})
@@ -213,10 +252,10 @@ def _sync_tables(settings: EtlSettings, engine: sa.Engine, specs: dict[str, Tabl
             finally:
                 ahead.discard(target)  # whatever happened, the reader moves on to the next table
             tables[target] = entry
-            record["tables"][target] = {"rows": entry.rows, "status": entry.status,
+            record["tables"][target] = {"rows": entry.rows, "status": entry.status, **counts,
                                         "seconds": round(time.perf_counter() - t0, 3)}
     if not tables:
-        raise AnalyticsError("no table could be synced: " + "; ".join(record["errors"].values()))
+        raise SourceError("no table could be synced: " + "; ".join(record["errors"].values()))
     return tables, any_change
 
 
@@ -245,5 +284,6 @@ def _publish(settings: EtlSettings, store: ObjectStore, build: Build, manifest: 
     latest, _ = read_manifest(store)
     protect = {published.manifest.object_key} | ({latest.object_key} if latest else set())
     retain_and_collect(store, settings.etl_state_dir, keep=settings.history_keep, protect=protect,
-                       grace_seconds=settings.gc_grace_seconds)
+                       grace_seconds=settings.gc_grace_seconds, keep_hours=settings.history_keep_hours,
+                       runs_keep_days=settings.runs_keep_days)
     return published

@@ -1,8 +1,9 @@
 """Retention of published versions and garbage collection of their chunks.
 
 A version is one history object: its file (format 1) or its chunk index (format 2).
-Kept: the newest HISTORY_KEEP, the ones the manifest names (re-read after publishing, so
-another instance's is protected too), and every version superseded less than
+Kept: the newest HISTORY_KEEP, every version younger than HISTORY_KEEP_HOURS (one sync a
+minute still leaves a rollback window of hours), the ones the manifest names (re-read after
+publishing, so another instance's is protected too), and every version superseded less than
 GC_GRACE_SECONDS ago, so a reader that read the manifest before it moved finishes loading.
 
 Chunks are collected by mark and sweep, in an order that is safe while others publish
@@ -22,7 +23,7 @@ from pathlib import Path
 from analytics_shared.chunks import CHUNKS_PREFIX, ChunkIndex, parse_index
 from analytics_shared.errors import AnalyticsError
 from analytics_shared.logging import get_logger
-from analytics_shared.manifest import HISTORY_PREFIX, INDEX_SUFFIX
+from analytics_shared.manifest import HISTORY_PREFIX, INDEX_SUFFIX, RUNS_PREFIX
 from analytics_shared.storage import ObjectInfo, ObjectStore
 
 log = get_logger(__name__)
@@ -36,8 +37,11 @@ def versions(store: ObjectStore) -> list[ObjectInfo]:
 
 
 def kept_versions(history: list[ObjectInfo], *, keep: int, protect: set[str], grace_seconds: float,
-                  now: datetime) -> set[str]:
+                  now: datetime, keep_hours: float = 0) -> set[str]:
     kept = {o.key for o in history[-keep:]} | protect
+    if keep_hours:
+        young = now - timedelta(hours=keep_hours)
+        kept |= {o.key for o in history if o.last_modified is None or o.last_modified > young}
     cutoff = now - timedelta(seconds=grace_seconds)
     for older, newer in zip(history, history[1:]):
         if newer.last_modified is None or newer.last_modified > cutoff:
@@ -46,11 +50,11 @@ def kept_versions(history: list[ObjectInfo], *, keep: int, protect: set[str], gr
 
 
 def apply_retention(store: ObjectStore, *, keep: int, protect: set[str], grace_seconds: float,
-                    now: datetime | None = None) -> list[str]:
+                    now: datetime | None = None, keep_hours: float = 0) -> list[str]:
     """Delete the versions retention does not keep; returns their keys."""
     history = versions(store)
     kept = kept_versions(history, keep=keep, protect=protect, grace_seconds=grace_seconds,
-                         now=now or datetime.now(UTC))
+                         now=now or datetime.now(UTC), keep_hours=keep_hours)
     doomed = [o.key for o in history if o.key not in kept]
     if doomed:
         store.delete_many(doomed)
@@ -108,16 +112,39 @@ def collect_chunks(store: ObjectStore, indexes: IndexCache, *, grace_seconds: fl
     return len(doomed)
 
 
+def prune_run_records(store: ObjectStore, *, keep_days: int, now: datetime | None = None) -> int:
+    """Delete runs/<date>/ records older than keep_days, but none a kept version may need:
+    rollback finds a version's manifest in the record of the run that published it, written
+    on the day of the version's name (or just after midnight)."""
+    cutoff = ((now or datetime.now(UTC)) - timedelta(days=keep_days)).strftime("%Y-%m-%d")
+    kept_days = [day for day in (_version_day(o.key) for o in versions(store)) if day]
+    cutoff = min([cutoff, *kept_days])  # records of a day before the cutoff are deleted
+    doomed = [o.key for o in store.list(RUNS_PREFIX) if o.key[len(RUNS_PREFIX):][:10] < cutoff]
+    if doomed:
+        store.delete_many(doomed)
+        log.info("runs.pruned", deleted=len(doomed), before=cutoff)
+    return len(doomed)
+
+
+def _version_day(key: str) -> str:
+    """history/analytics_2026-11-30_06-08-00_9d49f2.index.json -> 2026-11-30."""
+    name = key.rsplit("/", 1)[-1]
+    return name[len("analytics_"):][:10] if name.startswith("analytics_") else ""
+
+
 def retain_and_collect(store: ObjectStore, state_dir: Path, *, keep: int, protect: set[str],
-                       grace_seconds: float) -> None:
-    """After a publish: retention every time, the chunk sweep at most once per grace period.
-    Both resume on the next publish if they fail; the publish itself stands."""
+                       grace_seconds: float, keep_hours: float = 0, runs_keep_days: int | None = None) -> None:
+    """After a publish: retention every time; the chunk sweep and the pruning of old run
+    records at most once per grace period (each lists a whole prefix). All resume on the
+    next publish if they fail; the publish itself stands."""
     marker = state_dir / "last_chunk_gc"
     try:
-        apply_retention(store, keep=keep, protect=protect, grace_seconds=grace_seconds)
+        apply_retention(store, keep=keep, protect=protect, grace_seconds=grace_seconds, keep_hours=keep_hours)
         last = marker.stat().st_mtime if marker.exists() else 0.0
         if time.time() - last >= grace_seconds:
             collect_chunks(store, IndexCache(state_dir / "indexes"), grace_seconds=grace_seconds)
+            if runs_keep_days is not None:
+                prune_run_records(store, keep_days=runs_keep_days)
             marker.touch()
     except AnalyticsError as exc:
         log.warning("retention.failed", error=exc.message)
