@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+
 from typing import Any
 
 import pyarrow as pa
@@ -125,70 +125,6 @@ def select_rows(spec: TableSpec, columns: list[str] | None = None) -> sa.Select:
     # without SQLAlchemy's per-value result processing.
     names = columns or [c.name for c in spec.columns]
     return sa.select(*(sa.column(n) for n in names)).select_from(_from(spec))
-
-
-def sqlite_timestamp_text(value: datetime) -> str:
-    """The shortest text of a naive time: no fraction at .000000, none of its trailing zeros.
-
-    SQLite compares timestamps as the text they were written in (a DATETIME column has NUMERIC
-    affinity, which leaves such text as it is): '10:00:00' < '10:00:00.000000' and
-    '10:00:00.5' < '10:00:00.500000'. Bound in SQLAlchemy's always-six-digit form, a watermark
-    would skip rows written at that same instant with fewer digits; the shortest form sorts at
-    or below every spelling of its instant and above every earlier one.
-    """
-    text = value.replace(tzinfo=None).isoformat(" ")
-    return text.rstrip("0") if "." in text else text
-
-
-class CursorBound(sa.types.TypeDecorator):
-    """A cursor value bound as the column's own type, except on SQLite: shortest text (above)."""
-
-    impl = sa.types.NullType
-    cache_ok = False  # holds the reflected type, which has no cache key of its own
-
-    def __init__(self, source_type: sa.types.TypeEngine) -> None:
-        super().__init__()
-        self.source_type = source_type
-
-    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine:
-        sqlite = dialect.name == "sqlite" and isinstance(self.source_type, sa.DateTime)
-        return dialect.type_descriptor(sa.String() if sqlite else self.source_type)
-
-    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
-        if dialect.name == "sqlite" and isinstance(self.source_type, sa.DateTime) and isinstance(value, datetime):
-            return sqlite_timestamp_text(value)
-        return value
-
-
-def select_since_timestamp(spec: TableSpec, since: Any) -> sa.Select:
-    col = spec.column(spec.cursor)
-    # The comparison stays a plain `column >= ?`: the source's index on the cursor answers it.
-    return select_rows(spec).where(
-        sa.column(col.name, col.sa_type) >= sa.bindparam("since", since, type_=CursorBound(col.sa_type)))
-
-
-def select_since_rowversion(spec: TableSpec, last: bytes) -> sa.Select:
-    rv = sa.column(spec.cursor, sa.LargeBinary)
-    return select_rows(spec).where(
-        rv > sa.bindparam("last_rowversion", last, type_=sa.LargeBinary),
-        rv < sa.func.MIN_ACTIVE_ROWVERSION(),
-    )
-
-
-def encode_watermark(value: Any) -> str | int | None:
-    """A cursor value as the manifest stores it (JSON)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, int):
-        return value
-    return str(value)
-
-
-def watermark_order(value: Any) -> Any:
-    """Sort key of a stored watermark: timestamps by time, not by text."""
-    return datetime.fromisoformat(value) if isinstance(value, str) else (value or 0)
 
 
 def select_primary_keys(spec: TableSpec) -> sa.Select:

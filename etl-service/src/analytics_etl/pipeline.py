@@ -20,8 +20,8 @@ from analytics_etl import change_tracking as ct
 from analytics_etl.build import Build
 from analytics_etl.config import EtlSettings
 from analytics_etl.errors import SyncAborted, classify_source_error
-from analytics_etl.extract import (BatchBuilder, encode_watermark, select_rows, stream_batches, stream_full_table,
-                                   watermark_order)
+from analytics_etl.cursor import encode_watermark, watermark_order
+from analytics_etl.extract import BatchBuilder, select_rows, stream_batches, stream_full_table
 from analytics_etl.local_snapshot import LocalSnapshot
 from analytics_etl.publish import Published, publish_snapshot, write_run_record
 from analytics_etl.readahead import ReadAhead, select_changes, start_read_ahead
