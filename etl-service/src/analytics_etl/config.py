@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import quote_plus
 
-from pydantic import AfterValidator, ByteSize, Field, model_validator
+from pydantic import AfterValidator, ByteSize, Field, PrivateAttr, model_validator
 
+from analytics_etl.table_config import TableOptions, load_table_config
 from analytics_shared.chunks import check_chunk_size
 from analytics_shared.settings import MemorySize, StorageSettings, load_settings
 
@@ -47,6 +48,9 @@ class EtlSettings(StorageSettings):
     duckdb_memory_limit: MemorySize = "512MB"
     views_path: Path | None = None
     max_retries: int = Field(3, ge=0)
+    # Per-table overrides (table_config.py); read by get_settings, which reports its mistakes.
+    tables_config_path: Path | None = None
+    _tables: dict[str, TableOptions] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _source(self):  # noqa: ANN202 - pydantic hook
@@ -67,8 +71,30 @@ class EtlSettings(StorageSettings):
 
     @property
     def table_names(self) -> list[str]:
-        return [t.strip() for t in self.tables_to_sync.split(",") if t.strip()]
+        """TABLES_TO_SYNC, then the tables only the tables file names."""
+        listed = [t.strip() for t in self.tables_to_sync.split(",") if t.strip()]
+        targets = {t.split(".")[-1] for t in listed}
+        return listed + [t for t in self._tables if t.split(".")[-1] not in targets]
+
+    def table_options(self, qualified: str) -> TableOptions:
+        """The tables file's options for a TABLES_TO_SYNC entry ([schema.]table or its bare name)."""
+        if qualified in self._tables:
+            return self._tables[qualified]
+        target = qualified.split(".")[-1]
+        return next((o for k, o in self._tables.items() if k.split(".")[-1] == target), TableOptions())
+
+    @property
+    def configured_tables(self) -> dict[str, TableOptions]:
+        """The tables file's entries, by the name it gives them."""
+        return dict(self._tables)
+
+    def with_tables(self, tables: dict[str, TableOptions]) -> "EtlSettings":
+        self._tables = dict(tables)
+        return self
 
 
 def get_settings(**overrides: object) -> EtlSettings:
-    return load_settings(EtlSettings, **overrides)
+    settings = load_settings(EtlSettings, **overrides)
+    if settings.tables_config_path is not None:
+        settings.with_tables(load_table_config(settings.tables_config_path))
+    return settings

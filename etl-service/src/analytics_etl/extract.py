@@ -116,15 +116,19 @@ class BatchBuilder:
         return pa.RecordBatch.from_arrays(arrays, names=self.names)
 
 
-def _from(spec: TableSpec) -> sa.TableClause:
+def source_from(spec: TableSpec) -> sa.FromClause:
+    """The table or view read, or the tables file's SELECT as a derived table."""
+    if spec.query:
+        return sa.text(spec.query).columns(*(sa.column(c.name) for c in spec.columns)).subquery("src")
     return sa.table(spec.name, schema=spec.schema)
 
 
 def select_rows(spec: TableSpec, columns: list[str] | None = None) -> sa.Select:
     # Untyped result columns: values reach Arrow exactly as the driver produced them,
-    # without SQLAlchemy's per-value result processing.
+    # without SQLAlchemy's per-value result processing. Only the spec's columns: a column
+    # the tables file excludes is never selected from the source.
     names = columns or [c.name for c in spec.columns]
-    return sa.select(*(sa.column(n) for n in names)).select_from(_from(spec))
+    return sa.select(*(sa.column(n) for n in names)).select_from(source_from(spec))
 
 
 def select_primary_keys(spec: TableSpec) -> sa.Select:

@@ -28,6 +28,7 @@ from analytics_etl.readahead import ReadAhead, select_changes, start_read_ahead
 from analytics_etl.reconcile import reconcile_table
 from analytics_etl.retention import IndexCache, retain_and_collect
 from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables
+from analytics_etl.table_schedule import tables_due
 from analytics_etl.working import WorkingDatabase
 from analytics_shared.errors import AnalyticsError
 from analytics_shared.logging import get_logger
@@ -146,7 +147,11 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
     try:
         manifest, etag = read_manifest(store)
         specs, missing = reflect_tables(engine, settings.table_names, requested=settings.change_detection,
-                                        cursor_column=settings.cursor_column)
+                                        cursor_column=settings.cursor_column, options=settings.table_options)
+        # Tables not due this run (every_n_runs) are neither read nor changed: they keep their entry.
+        due = tables_due(settings.etl_state_dir, {q.split(".")[-1]: q for q in settings.table_names},
+                         settings.table_options, set(manifest.tables) if manifest else set())
+        specs = {t: s for t, s in specs.items() if t in due}
         # stream_batches is looked up here, at run time, so a test can stand in for the source.
         ahead = start_read_ahead(engine, specs, manifest, settings, stream_batches)
         local = LocalSnapshot(settings.etl_state_dir, chunk_size=settings.chunk_size,
@@ -191,6 +196,9 @@ def _sync_tables(settings: EtlSettings, engine: sa.Engine, specs: dict[str, Tabl
                 raise SyncAborted("stop requested before publishing; nothing was published")
             target = qualified.split(".")[-1]
             prev = manifest.tables.get(target) if manifest else None
+            if target not in specs and target not in missing and prev is not None:
+                tables[target] = prev  # not due this run (every_n_runs)
+                continue
             t0 = time.perf_counter()
             try:
                 if target in missing:

@@ -46,7 +46,8 @@ def should_read_ahead(spec: TableSpec, prev: TableEntry | None) -> bool:
 
 def select_changes(spec: TableSpec, prev: TableEntry, settings: EtlSettings) -> sa.Select:
     if spec.detection == "timestamp":
-        since, separator = since_value(prev.watermark, settings.cursor_lag_seconds)
+        lag = spec.cursor_lag_seconds if spec.cursor_lag_seconds is not None else settings.cursor_lag_seconds
+        since, separator = since_value(prev.watermark, lag)
         return select_since_timestamp(spec, since, separator)
     return select_since_rowversion(spec, int(prev.watermark).to_bytes(8, "big"))
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from analytics_etl.extract import BatchBuilder, select_primary_keys, stream_batches
+from analytics_etl.extract import BatchBuilder, select_primary_keys, source_from, stream_batches
 from analytics_etl.source import TableSpec
 from analytics_etl.working import WorkingDatabase, quote
 from analytics_shared.logging import get_logger
@@ -41,7 +41,7 @@ def select_key_summary(spec: TableSpec, key: str, dialect: str) -> sa.Select:
     # Cast before summing: SQL Server sums an INT column as INT, which overflows. (SQLite's sum
     # fails on 64-bit overflow; then every key is compared.)
     k = sa.cast(sa.column(key), sa.BigInteger) if dialect != "sqlite" else sa.column(key)
-    return sa.select(sa.func.count(), sa.func.sum(k)).select_from(sa.table(spec.name, schema=spec.schema))
+    return sa.select(sa.func.count(), sa.func.sum(k)).select_from(source_from(spec))
 
 
 def snapshot_key_summary(working: WorkingDatabase, table: str, key: str) -> tuple[int, int]:
