@@ -8,7 +8,6 @@ Cursor values are always bound parameters of the column's own SQL type.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import queue
 import threading
 from collections.abc import Iterator
@@ -223,38 +222,3 @@ def _fetch_batches(conn: sa.Connection, stmt: sa.Executable, builder: BatchBuild
             yield pa.Table.from_batches(slices)
     finally:
         result.close()
-
-
-# Full-table reads have no cursor to bind, so they can go through connectorx, which reads
-# the source straight into Arrow in native code (no Python tuple per row).
-_NATIVE_READERS = {"sqlite", "postgresql"}
-
-
-def native_source_url(url: sa.engine.URL) -> str | None:
-    """The connectorx connection string for a SQLAlchemy URL, or None when it has none."""
-    backend = url.get_backend_name()
-    if backend == "sqlite" and url.database and url.database != ":memory:":
-        return "sqlite://" + str(Path(url.database).resolve())
-    if backend == "postgresql":
-        return url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return None
-
-
-def stream_full_table(conn: sa.Connection, spec: TableSpec, builder: BatchBuilder,
-                      batch_size: int) -> Iterator[pa.RecordBatch] | pa.RecordBatchReader:
-    """Every row of the table: natively through connectorx where possible, else via the driver."""
-    native = native_source_url(conn.engine.url) if conn.dialect.name in _NATIVE_READERS else None
-    if native is not None:
-        query = str(select_rows(spec).compile(dialect=conn.dialect))
-        try:
-            import connectorx
-
-            reader = connectorx.read_sql(native, query, return_type="arrow_stream", batch_size=batch_size)
-        except Exception as exc:  # noqa: BLE001 - an unsupported type: the driver path reads anything
-            log.info("extract.native_unavailable", table=spec.target, reason=str(exc).splitlines()[0][:200])
-        else:
-            # Handed over whole: DuckDB pulls the batches through the Arrow C stream itself.
-            # A Python loop over it would serialise reading and loading (connectorx keeps
-            # the GIL while it fetches the next batch); this way they overlap.
-            return reader
-    return stream_batches(conn, select_rows(spec), builder, batch_size)

@@ -21,7 +21,8 @@ from analytics_etl.build import Build
 from analytics_etl.config import EtlSettings
 from analytics_etl.errors import SyncAborted, classify_source_error
 from analytics_etl.cursor import encode_watermark, watermark_order
-from analytics_etl.extract import BatchBuilder, select_rows, stream_batches, stream_full_table
+from analytics_etl.extract import BatchBuilder, select_rows, stream_batches
+from analytics_etl.native import stream_full_table
 from analytics_etl.local_snapshot import LocalSnapshot
 from analytics_etl.publish import Published, publish_snapshot, write_run_record
 from analytics_etl.readahead import ReadAhead, select_changes, start_read_ahead
@@ -61,7 +62,9 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
         if ahead is not None:
             ahead.discard(spec.target)
         before = working.fingerprint(spec.target) if current is not None else None
-        working.replace_table(spec.target, columns, stream_full_table(conn, spec, builder, settings.batch_size))
+        working.replace_table(spec.target, columns, stream_full_table(
+            conn, spec, builder, settings.batch_size, partitions=settings.read_partitions,
+            partition_min_rows=settings.partition_min_rows))
         # A table new to the snapshot is a change without hashing every value it holds.
         changed = 1 if before is None else int(before != working.fingerprint(spec.target))
         if spec.cursor:

@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from analytics_etl.extract import BatchBuilder, select_primary_keys, source_from, stream_batches
+from analytics_etl.extract import BatchBuilder, select_primary_keys, source_from
+from analytics_etl.native import stream_keys
 from analytics_etl.source import TableSpec
 from analytics_etl.working import WorkingDatabase, quote
 from analytics_shared.logging import get_logger
@@ -109,9 +110,9 @@ def reconcile_table(spec: TableSpec, conn: sa.Connection, working: WorkingDataba
             return 0
         # Ascending, a batch at a time: memory bounded by the batch (the key's index gives the order).
         key_type = spec.column(key).duckdb_type
-        return delete_missing_sorted_keys(working, spec.target, key, stream_batches(
+        return delete_missing_sorted_keys(working, spec.target, key, stream_keys(
             conn, select_primary_keys(spec).order_by(sa.column(key)),
             BatchBuilder.for_columns([(key, key_type)], conn.dialect.name), batch_size))
     keys = [(k, spec.column(k).duckdb_type) for k in spec.primary_key]
-    return working.reconcile_keys(spec.target, keys, stream_batches(
+    return working.reconcile_keys(spec.target, keys, stream_keys(
         conn, select_primary_keys(spec), BatchBuilder.for_columns(keys, conn.dialect.name), batch_size))
