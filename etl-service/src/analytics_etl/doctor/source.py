@@ -70,10 +70,11 @@ def _checks(settings: EtlSettings, engine: sa.Engine) -> Iterator[Check]:
         readable = yield from _readable(engine, spec, subject)
         if not readable:
             continue
-        requested = settings.table_options(qualified).change_detection or settings.change_detection
+        options = settings.table_options(qualified)
+        requested = options.change_detection or settings.change_detection
         is_tracked = (spec.schema or "dbo", spec.name) in tracked
-        yield from _table_checks(spec, subject, requested, settings.cursor_column, details.get(target), mssql,
-                                 is_tracked)
+        yield from _table_checks(spec, subject, requested, options.cursor_column or settings.cursor_column,
+                                 details.get(target), mssql, is_tracked)
         if mssql and spec.detection == "change_tracking":
             yield from extras.table_checks(engine, spec, subject)
 
@@ -115,24 +116,17 @@ def _catalog_details(engine: sa.Engine, specs: dict[str, TableSpec]) -> dict[str
 
 
 def _why(spec: TableSpec, requested: str, cursor_column: str, mssql: bool, tracked: bool) -> tuple[str, bool]:
-    """(why this detection, whether it is what was asked for)."""
-    rowversion = next((c.name for c in spec.columns if is_rowversion(c.sa_type)), None)
-    has_cursor = any(c.name == (spec.cursor or cursor_column) for c in spec.columns)
-    reasons = []
-    if not spec.primary_key:
-        reasons.append("no primary key")
-    if mssql and not tracked:
-        reasons.append("Change Tracking is not enabled on it")
-    if rowversion:
-        reasons.append(f"rowversion column {rowversion}")
-    elif spec.detection != "change_tracking":
-        reasons.append("no rowversion column")
-    if spec.detection in ("timestamp", "full") and not rowversion:
-        reasons.append(f"cursor column {spec.cursor}" if spec.cursor else
-                       f"no {cursor_column} column" if not has_cursor else f"cursor column {cursor_column}")
+    """(what the choice rests on, whether it is what was asked for)."""
     if spec.detection == "change_tracking":
-        reasons = ["Change Tracking is enabled on it"]
-    return ", ".join(reasons), requested in ("auto", spec.detection)
+        return "Change Tracking is enabled on it", True
+    rowversion = next((c.name for c in spec.columns if is_rowversion(c.sa_type)), None)
+    has_cursor = any(c.name == cursor_column for c in spec.columns)
+    facts = ["no primary key"] if not spec.primary_key else []
+    if mssql:
+        facts.append(f"Change Tracking is {'enabled' if tracked else 'not enabled'} on it")
+    facts.append(f"rowversion column {rowversion}" if rowversion else "no rowversion column")
+    facts.append(f"cursor column {cursor_column}" if has_cursor else f"no {cursor_column} column")
+    return ", ".join(facts), requested in ("auto", spec.detection)
 
 
 def _table_checks(spec: TableSpec, subject: str, requested: str, cursor_column: str, details: tuple | None,
