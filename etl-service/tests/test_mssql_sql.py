@@ -12,8 +12,7 @@ from sqlalchemy.dialects.mssql import pyodbc
 from analytics_etl import change_tracking as ct
 from analytics_etl.config import get_settings
 from analytics_etl.cursor import select_since_rowversion, select_since_timestamp
-from analytics_etl.extract import select_primary_keys
-from analytics_etl.source import SourceColumn, TableSpec, choose_detection
+from analytics_etl.source import SourceColumn, TableSpec, choose_detection, select_primary_keys
 from analytics_etl.types import duckdb_type
 from analytics_shared.errors import ConfigError
 

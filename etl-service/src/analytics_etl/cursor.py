@@ -25,8 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 
-from analytics_etl.extract import select_rows
-from analytics_etl.source import TableSpec
+from analytics_etl.source import TableSpec, select_rows
 
 
 def shortest_timestamp_text(value: datetime, separator: str = " ") -> str:

@@ -1,8 +1,8 @@
-"""Extraction: SQL for each change-detection strategy, streamed as Arrow batches.
+"""Extraction: rows streamed from the source as Arrow batches.
 
 Rows come from the DBAPI cursor in batches of BATCH_SIZE (a server-side cursor
 where the driver has one), so memory is bounded by the batch, not the table.
-Cursor values are always bound parameters of the column's own SQL type.
+The SQL comes from source.py (full and key reads) and cursor.py (changed rows).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
-from analytics_etl.source import TableSpec
 from analytics_etl.types import TIMESTAMPTZ
 from analytics_shared.logging import get_logger
 
@@ -113,25 +112,6 @@ class BatchBuilder:
                 self.types[i] = pa.string()
                 arrays.append(pa.array([_to_text(v) for v in values], type=pa.string()))
         return pa.RecordBatch.from_arrays(arrays, names=self.names)
-
-
-def source_from(spec: TableSpec) -> sa.FromClause:
-    """The table or view read, or the tables file's SELECT as a derived table."""
-    if spec.query:
-        return sa.text(spec.query).columns(*(sa.column(c.name) for c in spec.columns)).subquery("src")
-    return sa.table(spec.name, schema=spec.schema)
-
-
-def select_rows(spec: TableSpec, columns: list[str] | None = None) -> sa.Select:
-    # Untyped result columns: values reach Arrow exactly as the driver produced them,
-    # without SQLAlchemy's per-value result processing. Only the spec's columns: a column
-    # the tables file excludes is never selected from the source.
-    names = columns or [c.name for c in spec.columns]
-    return sa.select(*(sa.column(n) for n in names)).select_from(source_from(spec))
-
-
-def select_primary_keys(spec: TableSpec) -> sa.Select:
-    return select_rows(spec, list(spec.primary_key))
 
 
 def prefetch(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:

@@ -17,8 +17,8 @@ from urllib.parse import quote, urlencode
 import pyarrow as pa
 import sqlalchemy as sa
 
-from analytics_etl.extract import BatchBuilder, select_rows, stream_batches
-from analytics_etl.source import TableSpec
+from analytics_etl.extract import BatchBuilder, stream_batches
+from analytics_etl.source import TableSpec, select_rows
 from analytics_shared.logging import get_logger
 
 log = get_logger(__name__)

@@ -21,14 +21,14 @@ from analytics_etl.build import Build
 from analytics_etl.config import EtlSettings
 from analytics_etl.errors import SyncAborted, classify_source_error
 from analytics_etl.cursor import encode_watermark, watermark_order
-from analytics_etl.extract import BatchBuilder, select_rows, stream_batches
+from analytics_etl.extract import BatchBuilder, stream_batches
 from analytics_etl.native import stream_full_table
 from analytics_etl.local_snapshot import LocalSnapshot
 from analytics_etl.publish import Published, publish_snapshot, write_run_record
 from analytics_etl.readahead import ReadAhead, select_changes, start_read_ahead
 from analytics_etl.reconcile import reconcile_table
 from analytics_etl.retention import IndexCache, retain_and_collect
-from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables
+from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables, select_rows
 from analytics_etl.table_schedule import tables_due
 from analytics_etl.working import WorkingDatabase
 from analytics_shared.errors import AnalyticsError

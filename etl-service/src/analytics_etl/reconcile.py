@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from analytics_etl.extract import BatchBuilder, select_primary_keys, source_from
+from analytics_etl.extract import BatchBuilder
 from analytics_etl.native import stream_keys
-from analytics_etl.source import TableSpec
+from analytics_etl.source import TableSpec, select_primary_keys, source_from
 from analytics_etl.working import WorkingDatabase, quote
 from analytics_shared.logging import get_logger
 

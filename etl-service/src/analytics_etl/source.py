@@ -1,4 +1,4 @@
-"""The source database: engine, one batched reflection per run, strategy choice."""
+"""The source database: engine, one batched reflection per run, strategy choice, what is selected."""
 
 from __future__ import annotations
 
@@ -52,6 +52,25 @@ class TableSpec:
 
     def column(self, name: str) -> SourceColumn:
         return next(c for c in self.columns if c.name == name)
+
+
+def source_from(spec: TableSpec) -> sa.FromClause:
+    """The table or view read, or the tables file's SELECT as a derived table."""
+    if spec.query:
+        return sa.text(spec.query).columns(*(sa.column(c.name) for c in spec.columns)).subquery("src")
+    return sa.table(spec.name, schema=spec.schema)
+
+
+def select_rows(spec: TableSpec, columns: list[str] | None = None) -> sa.Select:
+    # Untyped result columns: values reach Arrow exactly as the driver produced them,
+    # without SQLAlchemy's per-value result processing. Only the spec's columns: a column
+    # the tables file excludes is never selected from the source.
+    names = columns or [c.name for c in spec.columns]
+    return sa.select(*(sa.column(n) for n in names)).select_from(source_from(spec))
+
+
+def select_primary_keys(spec: TableSpec) -> sa.Select:
+    return select_rows(spec, list(spec.primary_key))
 
 
 SQL_SS_TIMESTAMPOFFSET = -155  # pyodbc hands datetimeoffset over as raw bytes without a converter
@@ -221,5 +240,5 @@ def describe_source(engine: Engine) -> dict[str, str | None]:
     return {"dialect": engine.dialect.name, "database": engine.url.database}
 
 
-__all__ = ["SourceColumn", "TableSpec", "create_source_engine", "reflect_tables",
-           "choose_detection", "describe_source", "SourceError"]
+__all__ = ["SourceColumn", "TableSpec", "create_source_engine", "reflect_tables", "select_rows",
+           "select_primary_keys", "source_from", "choose_detection", "describe_source", "SourceError"]

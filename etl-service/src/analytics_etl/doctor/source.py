@@ -10,8 +10,7 @@ from sqlalchemy.engine.reflection import ObjectKind
 
 from analytics_etl.config import EtlSettings
 from analytics_etl.doctor.check import Check, fail, first_line, ok, warn
-from analytics_etl.extract import select_rows
-from analytics_etl.source import TableSpec, create_source_engine, reflect_tables
+from analytics_etl.source import TableSpec, create_source_engine, reflect_tables, select_rows
 from analytics_etl.types import is_rowversion, maps_exactly
 from analytics_shared.errors import AnalyticsError
 
