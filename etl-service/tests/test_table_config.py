@@ -164,6 +164,13 @@ def test_tables_the_source_lacks_stop_the_start_one_line_each(source_path: Path,
     ]
     assert read_manifest(store)[0] is None  # nothing was synced
 
+    # A source that is down is not a mistake in the file: the start goes on, the sync fails as usual.
+    env["SOURCE_URL"] = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"
+    proc = subprocess.run([str(Path(sys.executable).parent / "analytics-etl"), "sync"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert '"event": "tables_file.unverified"' in proc.stderr
+
 
 @pytest.mark.postgres
 def test_postgres_view_and_select_sources(pg: psycopg.Connection, schema: str, pg_url: str, make_settings, store,

@@ -106,6 +106,12 @@ def _verify_tables_file(settings) -> None:  # noqa: ANN001
     try:
         _, missing = reflect_tables(engine, settings.table_names, requested=settings.change_detection,
                                     cursor_column=settings.cursor_column, options=settings.table_options)
+    except ConfigError:
+        raise
+    except AnalyticsError as exc:
+        # The source is down, not the file wrong: `run` keeps retrying; each run checks the tables.
+        log.warning("tables_file.unverified", error=exc.message)
+        return
     finally:
         engine.dispose()
     named = {k.split(".")[-1] for k in settings.configured_tables}
