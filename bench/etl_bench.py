@@ -6,6 +6,10 @@ Each contender runs in its own process so peak RSS (wait4's ru_maxrss) is its ow
 
     .venv/bin/python bench/etl_bench.py --rows 3300000 [--postgres]
     .venv/bin/python bench/etl_bench.py --growth [--sizes 3300000,8000000,16500000]
+    .venv/bin/python bench/etl_bench.py --partitions [--rows 3300000] [--rounds 2]
+
+--partitions: PostgreSQL full loads, READ_PARTITIONS=1 (one stream per table) against
+READ_PARTITIONS=2 (key ranges read in parallel), alternating, each in a fresh process and state.
 
 --growth measures how the ETL's own runs grow with the database (SQLite source, file store):
 a full load, a sync after 1% of rows changed, a quiet sync (nothing changed since; its lookback
@@ -150,6 +154,31 @@ def compare(label: str, source_url: str, sqlite_path: Path, work: Path, fraction
     }
 
 
+def partition_compare(rows: int, work: Path, rounds: int) -> dict:
+    """Full loads from PostgreSQL, one stream per table vs key partitions, alternating."""
+    from analytics_etl.demo_source import create_demo_source
+
+    sqlite_path = work / "source.db"
+    create_demo_source(sqlite_path, rows=rows)
+    load_postgres(sqlite_path)
+    sqlite_path.unlink()
+    os.environ["BENCH_TABLES"] = ",".join(f"bench_{t}" for t in DEMO_TABLES)
+    runs: dict[str, list[dict]] = {"1": [], "2": []}
+    for i in range(rounds):
+        for partitions in ("1", "2"):
+            store, state = work / f"store-{partitions}-{i}", work / f"state-{partitions}-{i}"
+            runs[partitions].append(run_child("etl", PG_URL, str(store), str(state),
+                                              env={"READ_PARTITIONS": partitions}))
+            shutil.rmtree(store), shutil.rmtree(state)
+    best = {p: min(r["seconds"] for r in rs) for p, rs in runs.items()}
+    return {"rows": runs["1"][0]["rows"], "rounds": rounds,
+            "single_seconds": [round(r["seconds"], 2) for r in runs["1"]],
+            "single_peak_rss_mb": [r["peak_rss_mb"] for r in runs["1"]],
+            "partitioned_seconds": [round(r["seconds"], 2) for r in runs["2"]],
+            "partitioned_peak_rss_mb": [r["peak_rss_mb"] for r in runs["2"]],
+            "speedup_best": round(best["1"] / best["2"], 2)}
+
+
 def growth_point(rows: int, work: Path, fraction: float) -> dict:
     """One size of the growth curve: seconds (imports excluded) and peak RSS of each run's process."""
     from analytics_etl.demo_source import create_demo_source, mutate_demo_source
@@ -200,11 +229,16 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--growth", action="store_true", help="full / 1%%-changed / quiet syncs at several sizes")
     parser.add_argument("--sizes", default="3300000,8000000,16500000")
+    parser.add_argument("--partitions", action="store_true", help="PostgreSQL full load, partitioned vs one stream")
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     from analytics_etl.demo_source import create_demo_source
 
     work = Path(tempfile.mkdtemp(prefix="etl-bench-"))
     try:
+        if args.partitions:
+            print(json.dumps(partition_compare(args.rows, work, args.rounds), indent=2))
+            return
         if args.growth:
             points = [growth_point(int(n), work, args.fraction) for n in args.sizes.split(",")]
             print(json.dumps(points, indent=2))

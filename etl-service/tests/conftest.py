@@ -11,7 +11,10 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import uuid
+
 import duckdb
+import psycopg
 import pytest
 
 from analytics_etl.config import EtlSettings, get_settings
@@ -19,6 +22,9 @@ from analytics_etl.demo_source import create_demo_source
 from analytics_shared.manifest import read_manifest
 from analytics_shared.snapshot_files import fetch_snapshot
 from analytics_shared.storage import LocalStore, ObjectStore
+
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture
@@ -145,3 +151,29 @@ def webhook() -> Iterator[Webhook]:
         yield hook
     finally:
         hook.close()
+
+
+@pytest.fixture
+def pg():
+    try:
+        conn = psycopg.connect(PG_DSN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is required at {PG_DSN} and is not reachable: {exc}")
+    with conn:
+        yield conn
+
+
+@pytest.fixture
+def schema(pg: psycopg.Connection):
+    name = f"etl_test_{uuid.uuid4().hex}"
+    pg.execute(f"CREATE SCHEMA {name}")
+    try:
+        yield name
+    finally:
+        pg.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture
+def pg_url(pg: psycopg.Connection) -> str:
+    """The SQLAlchemy URL of the test PostgreSQL server (fails when it is not reachable)."""
+    return PG_URL

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -11,8 +11,8 @@ from sqlalchemy.dialects.mssql import pyodbc
 
 from analytics_etl import change_tracking as ct
 from analytics_etl.config import get_settings
-from analytics_etl.extract import select_primary_keys, select_since_rowversion, select_since_timestamp
-from analytics_etl.source import SourceColumn, TableSpec, choose_detection
+from analytics_etl.cursor import select_since_rowversion, select_since_timestamp
+from analytics_etl.source import SourceColumn, TableSpec, choose_detection, select_primary_keys
 from analytics_etl.types import duckdb_type
 from analytics_shared.errors import ConfigError
 
@@ -37,11 +37,28 @@ def test_timestamp_cursor_is_a_bound_typed_parameter():
     compiled = compile_(select_since_timestamp(make_spec("timestamp", "updated_at"), since))
     sql = str(compiled)
     assert "FROM sales.orders" in sql
-    assert "WHERE updated_at >= ?" in sql
+    assert "WHERE updated_at >= CAST(? AS DATETIME2(7))" in sql
     assert "2026" not in sql  # never formatted into the text
     assert compiled.params == {"since": since}
     # Bound as the column's own type on SQL Server (only SQLite's text timestamps differ).
     assert isinstance(compiled.binds["since"].type.load_dialect_impl(mssql.dialect()), mssql.DATETIME2)
+
+
+def test_a_datetime_cursor_is_compared_as_datetime():
+    # SQL Server converts a DATETIME column (1/300 s ticks) to DATETIME2 exactly to compare it
+    # with a DATETIME2 parameter: a row stored at .007 (.0066667) would sort below a watermark
+    # read back as .007000 and be skipped. Cast to DATETIME, the parameter rounds the same way.
+    cols = (SourceColumn("id", sa.BigInteger(), "BIGINT"), SourceColumn("modified", mssql.DATETIME(), "TIMESTAMP"),
+            SourceColumn("seen", mssql.DATETIMEOFFSET(), "TIMESTAMP WITH TIME ZONE"))
+    for cursor, cast in (("modified", "DATETIME"), ("seen", "DATETIMEOFFSET")):
+        spec = TableSpec(target="t", schema=None, name="t", columns=cols, primary_key=("id",),
+                         detection="timestamp", cursor=cursor)
+        since = datetime(2026, 1, 2, 3, 4, 5, 7000, tzinfo=timezone(timedelta(hours=2)))
+        compiled = compile_(select_since_timestamp(spec, since))
+        assert f"WHERE {cursor} >= CAST(? AS {cast})" in str(compiled)
+        # pyodbc would drop the offset of an aware value: the UTC instant is bound instead.
+        bound = compiled.binds["since"].type.process_bind_param(since, DIALECT)
+        assert bound == since and bound.utcoffset() == timedelta(0)
 
 
 def test_rowversion_window_stops_below_min_active_rowversion():

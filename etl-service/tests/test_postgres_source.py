@@ -24,7 +24,7 @@ from analytics_shared.snapshot_files import fetch_snapshot
 
 pytestmark = pytest.mark.postgres
 
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"  # the `pg` and `schema` fixtures (conftest) use it too
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ROWS = 2000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -99,26 +99,6 @@ EDGE_ROWS = [
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def pg():
-    try:
-        conn = psycopg.connect(PG_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is required at {PG_DSN} and is not reachable: {exc}")
-    with conn:
-        yield conn
-
-
-@pytest.fixture
-def schema(pg: psycopg.Connection):
-    name = f"etl_test_{uuid.uuid4().hex}"
-    pg.execute(f"CREATE SCHEMA {name}")
-    try:
-        yield name
-    finally:
-        pg.execute(f"DROP SCHEMA {name} CASCADE")
 
 
 @pytest.fixture

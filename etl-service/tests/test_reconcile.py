@@ -36,13 +36,13 @@ def parts(make_settings, tmp_path, monkeypatch):  # noqa: ANN001, ANN201
     settings = make_settings(source_url=f"sqlite:///{path}", tables_to_sync="parts", delete_reconcile_every=1,
                              batch_size=100)
     key_reads: list[str] = []
-    real = reconcile.stream_batches
+    real = reconcile.stream_keys
 
     def counting(conn, stmt, builder, batch_size):  # noqa: ANN001, ANN202
         key_reads.append(str(stmt))
         return real(conn, stmt, builder, batch_size)
 
-    monkeypatch.setattr(reconcile, "stream_batches", counting)
+    monkeypatch.setattr(reconcile, "stream_keys", counting)
     return path, settings, key_reads
 
 

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from analytics_etl.extract import select_since_timestamp
+from analytics_etl.cursor import select_since_timestamp
 from analytics_etl.pipeline import run_sync
 from analytics_etl.source import reflect_tables
 from analytics_shared.manifest import read_manifest

@@ -224,6 +224,8 @@ def test_etl_connects_with_the_login_and_database_init_sql_creates(compose: dict
     settings = get_etl_settings()
     assert settings.source_url.startswith("mssql+pyodbc://analytics_etl:")
     assert "@sqlserver:1433/analytics_demo?driver=ODBC+Driver+18+for+SQL+Server" in settings.source_url
+    # The stack's server has a self-signed certificate: trusted there, by its own setting.
+    assert "Encrypt=yes&TrustServerCertificate=yes" in settings.source_url
     assert settings.storage_url == "s3://analytics"
 
 

@@ -1,4 +1,4 @@
-"""`analytics-etl`: run | sync | status | rollback VERSION | demo-source PATH."""
+"""`analytics-etl`: run | sync | doctor | status | rollback VERSION | demo-source PATH."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="sync now and then every SYNC_INTERVAL_SECONDS until SIGTERM")
     sub.add_parser("sync", help="run one sync and exit (non-zero on failure)")
+    sub.add_parser("doctor", help="check the source and the store before a sync: one line per check (exit 1 on FAIL)")
     sub.add_parser("status", help="print the published manifest")
     health = sub.add_parser("health", help="exit 0 if the last successful sync is recent (container HEALTHCHECK)")
     health.add_argument("--max-age", type=float, default=None,
@@ -78,6 +79,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         sys.stdout.write(rollback_to(_store(), args.version).model_dump_json(indent=2) + "\n")
         return 0
     settings = get_settings()
+    if args.command == "doctor":
+        from analytics_etl.doctor import doctor
+
+        return doctor(settings, sys.stdout.write)
+    _verify_tables_file(settings)
     if args.command == "sync":
         from analytics_etl.pipeline import run_sync
 
@@ -88,6 +94,30 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     run_scheduler(settings)
     return 0
+
+
+def _verify_tables_file(settings) -> None:  # noqa: ANN001
+    """Tables and columns the tables file names must exist: a mistake there stops the start."""
+    if settings.tables_config_path is None:
+        return
+    from analytics_etl.source import create_source_engine, reflect_tables
+
+    engine = create_source_engine(settings.source_url)
+    try:
+        _, missing = reflect_tables(engine, settings.table_names, requested=settings.change_detection,
+                                    cursor_column=settings.cursor_column, options=settings.table_options)
+    except ConfigError:
+        raise
+    except AnalyticsError as exc:
+        # The source is down, not the file wrong: `run` keeps retrying; each run checks the tables.
+        log.warning("tables_file.unverified", error=exc.message)
+        return
+    finally:
+        engine.dispose()
+    named = {k.split(".")[-1] for k in settings.configured_tables}
+    problems = [missing[t] for t in (q.split(".")[-1] for q in settings.table_names) if t in missing and t in named]
+    if problems:
+        raise ConfigError("\n".join(f"TABLES_CONFIG_PATH {settings.tables_config_path}: {p}" for p in problems))
 
 
 def _health(max_age: float | None) -> int:

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import quote_plus
 
-from pydantic import AfterValidator, ByteSize, Field, model_validator
+from pydantic import AfterValidator, ByteSize, Field, PrivateAttr, model_validator
 
+from analytics_etl.table_config import TableOptions, load_table_config
 from analytics_shared.chunks import check_chunk_size
 from analytics_shared.settings import MemorySize, StorageSettings, load_settings
 
@@ -33,6 +34,9 @@ class EtlSettings(StorageSettings):
     mssql_username: str = ""
     mssql_password: str = ""
     mssql_driver: str = "ODBC Driver 18 for SQL Server"
+    # Accept the server's certificate without verifying it: only for a self-signed test server
+    # (docker-compose turns it on for its own); TLS itself stays on either way.
+    mssql_trust_server_certificate: bool = False
     tables_to_sync: str = "inventory,products,orders,transactions,customers"
     sync_interval_seconds: int = Field(60, ge=1)
     change_detection: Literal["auto", "timestamp", "rowversion", "change_tracking", "full"] = "auto"
@@ -50,6 +54,11 @@ class EtlSettings(StorageSettings):
     gc_grace_seconds: int = Field(3600, ge=0)
     etl_state_dir: Path = Path("./data/etl-state")
     batch_size: int = Field(50_000, ge=100)
+    # Full loads of tables with one integer key and at least PARTITION_MIN_ROWS rows (the
+    # catalog's estimate) read this many key ranges in parallel (PostgreSQL, SQL Server).
+    # 1 by default: on a busy 2-core host two ranges were no faster (docs/benchmarks.md).
+    read_partitions: int = Field(1, ge=1, le=16)
+    partition_min_rows: int = Field(1_000_000, ge=0)
     # Bounds the build's buffer pool, which otherwise keeps every block it wrote or read (up to 80%
     # of the RAM). 512MB: a 1 % change to a 55M-row source needs ~300 MB for its largest table
     # (256MB failed it); a 16.5M-row full load peaks at ~660 MB RSS instead of ~720 MB
@@ -66,6 +75,9 @@ class EtlSettings(StorageSettings):
     alert_webhook_url: WebhookUrl = ""
     history_keep_hours: float = Field(0, ge=0)  # versions younger than this are kept too
     runs_keep_days: int = Field(30, ge=1)
+    # Per-table overrides (table_config.py); read by get_settings, which reports its mistakes.
+    tables_config_path: Path | None = None
+    _tables: dict[str, TableOptions] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _source(self):  # noqa: ANN202 - pydantic hook
@@ -78,7 +90,8 @@ class EtlSettings(StorageSettings):
             self.source_url = (
                 f"mssql+pyodbc://{quote_plus(self.mssql_username)}:{quote_plus(self.mssql_password)}"
                 f"@{self.mssql_host}:{self.mssql_port}/{self.mssql_database}"
-                f"?driver={quote_plus(self.mssql_driver)}&TrustServerCertificate=yes"
+                f"?driver={quote_plus(self.mssql_driver)}&Encrypt=yes"
+                + ("&TrustServerCertificate=yes" if self.mssql_trust_server_certificate else "")
             )
         if not self.table_names:
             raise ValueError("TABLES_TO_SYNC names no table")
@@ -94,8 +107,30 @@ class EtlSettings(StorageSettings):
 
     @property
     def table_names(self) -> list[str]:
-        return [t.strip() for t in self.tables_to_sync.split(",") if t.strip()]
+        """TABLES_TO_SYNC, then the tables only the tables file names."""
+        listed = [t.strip() for t in self.tables_to_sync.split(",") if t.strip()]
+        targets = {t.split(".")[-1] for t in listed}
+        return listed + [t for t in self._tables if t.split(".")[-1] not in targets]
+
+    def table_options(self, qualified: str) -> TableOptions:
+        """The tables file's options for a TABLES_TO_SYNC entry ([schema.]table or its bare name)."""
+        if qualified in self._tables:
+            return self._tables[qualified]
+        target = qualified.split(".")[-1]
+        return next((o for k, o in self._tables.items() if k.split(".")[-1] == target), TableOptions())
+
+    @property
+    def configured_tables(self) -> dict[str, TableOptions]:
+        """The tables file's entries, by the name it gives them."""
+        return dict(self._tables)
+
+    def with_tables(self, tables: dict[str, TableOptions]) -> "EtlSettings":
+        self._tables = dict(tables)
+        return self
 
 
 def get_settings(**overrides: object) -> EtlSettings:
-    return load_settings(EtlSettings, **overrides)
+    settings = load_settings(EtlSettings, **overrides)
+    if settings.tables_config_path is not None:
+        settings.with_tables(load_table_config(settings.tables_config_path))
+    return settings

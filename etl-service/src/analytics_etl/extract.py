@@ -1,25 +1,23 @@
-"""Extraction: SQL for each change-detection strategy, streamed as Arrow batches.
+"""Extraction: rows streamed from the source as Arrow batches.
 
 Rows come from the DBAPI cursor in batches of BATCH_SIZE (a server-side cursor
 where the driver has one), so memory is bounded by the batch, not the table.
-Cursor values are always bound parameters of the column's own SQL type.
+The SQL comes from source.py (full and key reads) and cursor.py (changed rows).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
 
-from analytics_etl.source import TableSpec
 from analytics_etl.types import TIMESTAMPTZ
 from analytics_shared.logging import get_logger
 
@@ -116,85 +114,6 @@ class BatchBuilder:
         return pa.RecordBatch.from_arrays(arrays, names=self.names)
 
 
-def _from(spec: TableSpec) -> sa.TableClause:
-    return sa.table(spec.name, schema=spec.schema)
-
-
-def select_rows(spec: TableSpec, columns: list[str] | None = None) -> sa.Select:
-    # Untyped result columns: values reach Arrow exactly as the driver produced them,
-    # without SQLAlchemy's per-value result processing.
-    names = columns or [c.name for c in spec.columns]
-    return sa.select(*(sa.column(n) for n in names)).select_from(_from(spec))
-
-
-def sqlite_timestamp_text(value: datetime) -> str:
-    """The shortest text of a naive time: no fraction at .000000, none of its trailing zeros.
-
-    SQLite compares timestamps as the text they were written in (a DATETIME column has NUMERIC
-    affinity, which leaves such text as it is): '10:00:00' < '10:00:00.000000' and
-    '10:00:00.5' < '10:00:00.500000'. Bound in SQLAlchemy's always-six-digit form, a watermark
-    would skip rows written at that same instant with fewer digits; the shortest form sorts at
-    or below every spelling of its instant and above every earlier one.
-    """
-    text = value.replace(tzinfo=None).isoformat(" ")
-    return text.rstrip("0") if "." in text else text
-
-
-class CursorBound(sa.types.TypeDecorator):
-    """A cursor value bound as the column's own type, except on SQLite: shortest text (above)."""
-
-    impl = sa.types.NullType
-    cache_ok = False  # holds the reflected type, which has no cache key of its own
-
-    def __init__(self, source_type: sa.types.TypeEngine) -> None:
-        super().__init__()
-        self.source_type = source_type
-
-    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine:
-        sqlite = dialect.name == "sqlite" and isinstance(self.source_type, sa.DateTime)
-        return dialect.type_descriptor(sa.String() if sqlite else self.source_type)
-
-    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
-        if dialect.name == "sqlite" and isinstance(self.source_type, sa.DateTime) and isinstance(value, datetime):
-            return sqlite_timestamp_text(value)
-        return value
-
-
-def select_since_timestamp(spec: TableSpec, since: Any) -> sa.Select:
-    col = spec.column(spec.cursor)
-    # The comparison stays a plain `column >= ?`: the source's index on the cursor answers it.
-    return select_rows(spec).where(
-        sa.column(col.name, col.sa_type) >= sa.bindparam("since", since, type_=CursorBound(col.sa_type)))
-
-
-def select_since_rowversion(spec: TableSpec, last: bytes) -> sa.Select:
-    rv = sa.column(spec.cursor, sa.LargeBinary)
-    return select_rows(spec).where(
-        rv > sa.bindparam("last_rowversion", last, type_=sa.LargeBinary),
-        rv < sa.func.MIN_ACTIVE_ROWVERSION(),
-    )
-
-
-def encode_watermark(value: Any) -> str | int | None:
-    """A cursor value as the manifest stores it (JSON)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, int):
-        return value
-    return str(value)
-
-
-def watermark_order(value: Any) -> Any:
-    """Sort key of a stored watermark: timestamps by time, not by text."""
-    return datetime.fromisoformat(value) if isinstance(value, str) else (value or 0)
-
-
-def select_primary_keys(spec: TableSpec) -> sa.Select:
-    return select_rows(spec, list(spec.primary_key))
-
-
 def prefetch(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
     """Build the next batches in a thread while the caller loads the current one into DuckDB.
 
@@ -283,38 +202,3 @@ def _fetch_batches(conn: sa.Connection, stmt: sa.Executable, builder: BatchBuild
             yield pa.Table.from_batches(slices)
     finally:
         result.close()
-
-
-# Full-table reads have no cursor to bind, so they can go through connectorx, which reads
-# the source straight into Arrow in native code (no Python tuple per row).
-_NATIVE_READERS = {"sqlite", "postgresql"}
-
-
-def native_source_url(url: sa.engine.URL) -> str | None:
-    """The connectorx connection string for a SQLAlchemy URL, or None when it has none."""
-    backend = url.get_backend_name()
-    if backend == "sqlite" and url.database and url.database != ":memory:":
-        return "sqlite://" + str(Path(url.database).resolve())
-    if backend == "postgresql":
-        return url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return None
-
-
-def stream_full_table(conn: sa.Connection, spec: TableSpec, builder: BatchBuilder,
-                      batch_size: int) -> Iterator[pa.RecordBatch] | pa.RecordBatchReader:
-    """Every row of the table: natively through connectorx where possible, else via the driver."""
-    native = native_source_url(conn.engine.url) if conn.dialect.name in _NATIVE_READERS else None
-    if native is not None:
-        query = str(select_rows(spec).compile(dialect=conn.dialect))
-        try:
-            import connectorx
-
-            reader = connectorx.read_sql(native, query, return_type="arrow_stream", batch_size=batch_size)
-        except Exception as exc:  # noqa: BLE001 - an unsupported type: the driver path reads anything
-            log.info("extract.native_unavailable", table=spec.target, reason=str(exc).splitlines()[0][:200])
-        else:
-            # Handed over whole: DuckDB pulls the batches through the Arrow C stream itself.
-            # A Python loop over it would serialise reading and loading (connectorx keeps
-            # the GIL while it fetches the next batch); this way they overlap.
-            return reader
-    return stream_batches(conn, select_rows(spec), builder, batch_size)

@@ -21,15 +21,17 @@ from analytics_etl import change_tracking as ct
 from analytics_etl.build import Build
 from analytics_etl.config import EtlSettings
 from analytics_etl.errors import SyncAborted, classify_source_error
-from analytics_etl.extract import (BatchBuilder, encode_watermark, select_rows, stream_batches, stream_full_table,
-                                   watermark_order)
+from analytics_etl.cursor import encode_watermark, watermark_order
+from analytics_etl.extract import BatchBuilder, stream_batches
+from analytics_etl.native import stream_full_table
 from analytics_etl.local_snapshot import LocalSnapshot
 from analytics_etl.publish import Published, publish_snapshot, write_run_record
 from analytics_etl.readahead import ReadAhead, select_changes, start_read_ahead
 from analytics_etl.reconcile import reconcile_table
 from analytics_etl.retention import IndexCache, retain_and_collect
 from analytics_etl.source_health import source_failure
-from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables
+from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables, select_rows
+from analytics_etl.table_schedule import tables_due
 from analytics_etl.working import WorkingDatabase
 from analytics_shared.errors import AnalyticsError, SourceError
 from analytics_shared.logging import get_logger
@@ -72,8 +74,9 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
         if ahead is not None:
             ahead.discard(spec.target)
         before = working.fingerprint(spec.target) if current is not None else None
-        counts["read"] = working.replace_table(spec.target, columns,
-                                               stream_full_table(conn, spec, builder, settings.batch_size))
+        counts["read"] = working.replace_table(spec.target, columns, stream_full_table(
+            conn, spec, builder, settings.batch_size, partitions=settings.read_partitions,
+            partition_min_rows=settings.partition_min_rows))
         # A table new to the snapshot is a change without hashing every value it holds.
         changed = 1 if before is None else int(before != working.fingerprint(spec.target))
         counts["changed"] = counts["read"] if changed else 0
@@ -166,6 +169,10 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
     try:
         manifest, etag = read_manifest(store)
         specs, missing = _reflect(engine, settings)
+        # Tables not due this run (every_n_runs) are neither read nor changed: they keep their entry.
+        due = tables_due(settings.etl_state_dir, {q.split(".")[-1]: q for q in settings.table_names},
+                         settings.table_options, set(manifest.tables) if manifest else set())
+        specs = {t: s for t, s in specs.items() if t in due}
         # stream_batches is looked up here, at run time, so a test can stand in for the source.
         ahead = start_read_ahead(engine, specs, manifest, settings, stream_batches)
         local = LocalSnapshot(settings.etl_state_dir, chunk_size=settings.chunk_size,
@@ -201,7 +208,7 @@ def run_sync(settings: EtlSettings, *, store: ObjectStore | None = None, engine:
 def _reflect(engine: sa.Engine, settings: EtlSettings) -> tuple[dict[str, TableSpec], dict[str, str]]:
     try:
         specs, missing = reflect_tables(engine, settings.table_names, requested=settings.change_detection,
-                                        cursor_column=settings.cursor_column)
+                                        cursor_column=settings.cursor_column, options=settings.table_options)
     except AnalyticsError:
         raise
     except Exception as exc:  # e.g. a damaged catalog whose error text is not even UTF-8
@@ -225,6 +232,9 @@ def _sync_tables(settings: EtlSettings, engine: sa.Engine, specs: dict[str, Tabl
                 raise SyncAborted("stop requested before publishing; nothing was published")
             target = qualified.split(".")[-1]
             prev = manifest.tables.get(target) if manifest else None
+            if target not in specs and target not in missing and prev is not None:
+                tables[target] = prev  # not due this run (every_n_runs)
+                continue
             t0 = time.perf_counter()
             counts = {"read": 0, "changed": 0}
             try:

@@ -20,13 +20,13 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
 
 import pyarrow as pa
 import sqlalchemy as sa
 
 from analytics_etl.config import EtlSettings
-from analytics_etl.extract import BatchBuilder, select_since_rowversion, select_since_timestamp
+from analytics_etl.cursor import select_since_rowversion, select_since_timestamp, since_value
+from analytics_etl.extract import BatchBuilder
 from analytics_etl.source import TableSpec
 from analytics_shared.errors import SourceError
 from analytics_shared.logging import get_logger
@@ -46,8 +46,9 @@ def should_read_ahead(spec: TableSpec, prev: TableEntry | None) -> bool:
 
 def select_changes(spec: TableSpec, prev: TableEntry, settings: EtlSettings) -> sa.Select:
     if spec.detection == "timestamp":
-        since = datetime.fromisoformat(str(prev.watermark)) - timedelta(seconds=settings.cursor_lag_seconds)
-        return select_since_timestamp(spec, since)
+        lag = spec.cursor_lag_seconds if spec.cursor_lag_seconds is not None else settings.cursor_lag_seconds
+        since, separator = since_value(prev.watermark, lag)
+        return select_since_timestamp(spec, since, separator)
     return select_since_rowversion(spec, int(prev.watermark).to_bytes(8, "big"))
 
 

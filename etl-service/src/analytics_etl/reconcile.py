@@ -21,8 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from analytics_etl.extract import BatchBuilder, select_primary_keys, stream_batches
-from analytics_etl.source import TableSpec
+from analytics_etl.extract import BatchBuilder
+from analytics_etl.native import stream_keys
+from analytics_etl.source import TableSpec, select_primary_keys, source_from
 from analytics_etl.working import WorkingDatabase, quote
 from analytics_shared.logging import get_logger
 
@@ -41,7 +42,7 @@ def select_key_summary(spec: TableSpec, key: str, dialect: str) -> sa.Select:
     # Cast before summing: SQL Server sums an INT column as INT, which overflows. (SQLite's sum
     # fails on 64-bit overflow; then every key is compared.)
     k = sa.cast(sa.column(key), sa.BigInteger) if dialect != "sqlite" else sa.column(key)
-    return sa.select(sa.func.count(), sa.func.sum(k)).select_from(sa.table(spec.name, schema=spec.schema))
+    return sa.select(sa.func.count(), sa.func.sum(k)).select_from(source_from(spec))
 
 
 def snapshot_key_summary(working: WorkingDatabase, table: str, key: str) -> tuple[int, int]:
@@ -109,9 +110,9 @@ def reconcile_table(spec: TableSpec, conn: sa.Connection, working: WorkingDataba
             return 0
         # Ascending, a batch at a time: memory bounded by the batch (the key's index gives the order).
         key_type = spec.column(key).duckdb_type
-        return delete_missing_sorted_keys(working, spec.target, key, stream_batches(
+        return delete_missing_sorted_keys(working, spec.target, key, stream_keys(
             conn, select_primary_keys(spec).order_by(sa.column(key)),
             BatchBuilder.for_columns([(key, key_type)], conn.dialect.name), batch_size))
     keys = [(k, spec.column(k).duckdb_type) for k in spec.primary_key]
-    return working.reconcile_keys(spec.target, keys, stream_batches(
+    return working.reconcile_keys(spec.target, keys, stream_keys(
         conn, select_primary_keys(spec), BatchBuilder.for_columns(keys, conn.dialect.name), batch_size))

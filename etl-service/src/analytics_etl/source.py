@@ -1,14 +1,18 @@
-"""The source database: engine, one batched reflection per run, strategy choice."""
+"""The source database: engine, one batched reflection per run, strategy choice, what is selected."""
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.reflection import ObjectKind
 
+from analytics_etl.describe import describe_query
+from analytics_etl.table_config import TableOptions
 from analytics_etl.types import duckdb_type, is_rowversion
 from analytics_shared.errors import ConfigError, SourceError
 from analytics_shared.logging import get_logger
@@ -34,6 +38,8 @@ class TableSpec:
     primary_key: tuple[str, ...]
     detection: str
     cursor: str | None = None  # updated_at / rowversion column
+    query: str | None = None  # a SELECT read in place of a table (tables file `source`)
+    cursor_lag_seconds: int | None = None  # None: CURSOR_LAG_SECONDS
 
     @property
     def qualified(self) -> str:
@@ -46,6 +52,25 @@ class TableSpec:
 
     def column(self, name: str) -> SourceColumn:
         return next(c for c in self.columns if c.name == name)
+
+
+def source_from(spec: TableSpec) -> sa.FromClause:
+    """The table or view read, or the tables file's SELECT as a derived table."""
+    if spec.query:
+        return sa.text(spec.query).columns(*(sa.column(c.name) for c in spec.columns)).subquery("src")
+    return sa.table(spec.name, schema=spec.schema)
+
+
+def select_rows(spec: TableSpec, columns: list[str] | None = None) -> sa.Select:
+    # Untyped result columns: values reach Arrow exactly as the driver produced them,
+    # without SQLAlchemy's per-value result processing. Only the spec's columns: a column
+    # the tables file excludes is never selected from the source.
+    names = columns or [c.name for c in spec.columns]
+    return sa.select(*(sa.column(n) for n in names)).select_from(source_from(spec))
+
+
+def select_primary_keys(spec: TableSpec) -> sa.Select:
+    return select_rows(spec, list(spec.primary_key))
 
 
 SQL_SS_TIMESTAMPOFFSET = -155  # pyodbc hands datetimeoffset over as raw bytes without a converter
@@ -110,45 +135,100 @@ def choose_detection(requested: str, dialect: str, *, has_pk: bool, cursor: str 
     return requested if supported[requested] else "full"
 
 
-def reflect_tables(engine: Engine, names: list[str], *, requested: str,
-                   cursor_column: str) -> tuple[dict[str, TableSpec], dict[str, str]]:
-    """Reflect every configured table with one batched inspector call per schema.
+@dataclass(frozen=True)
+class _Wanted:
+    target: str  # snapshot table name
+    qualified: str  # as TABLES_TO_SYNC / the tables file names it
+    schema: str | None  # of the table or view read
+    name: str
+    options: TableOptions
 
-    Returns (specs by target name, errors by target name for tables that are missing).
-    """
-    wanted: dict[str | None, list[tuple[str, str]]] = {}
+
+def _wanted(names: list[str], options: Callable[[str], TableOptions]) -> list[_Wanted]:
+    wanted, seen = [], set()
     for qualified in names:
-        schema, name = split_name(qualified)
-        wanted.setdefault(schema, []).append((name, qualified))
+        opts = options(qualified)
+        target = split_name(qualified)[1]
+        if target in seen:
+            raise ConfigError(f"TABLES_TO_SYNC names two tables called {target!r}")
+        seen.add(target)
+        schema, name = split_name(opts.source) if opts.source and not opts.query else split_name(qualified)
+        wanted.append(_Wanted(target, qualified, schema, name, opts))
+    return wanted
+
+
+def _column_problems(w: _Wanted, names: set[str]) -> list[str]:
+    """Columns the tables file names that the source does not have."""
+    o = w.options
+    named = [*(o.include_columns or ()), *(o.exclude_columns or ()), *(o.primary_key or ()),
+             *((o.cursor_column,) if o.cursor_column else ())]
+    return [f"table {w.qualified}: column {c} not found in source" for c in dict.fromkeys(named) if c not in names]
+
+
+def _spec(w: _Wanted, dialect: str, reflected: list[tuple[str, sa.types.TypeEngine]], pk: tuple[str, ...],
+          requested: str, cursor_column: str, tracked: bool) -> TableSpec:
+    o = w.options
+    cols = tuple(SourceColumn(n, t, duckdb_type(t)) for n, t in reflected if o.keeps(n))
+    pk = tuple(o.primary_key or pk)
+    cursor_name = o.cursor_column or cursor_column
+    rowversion = next((c.name for c in cols if is_rowversion(c.sa_type)), None)
+    cursor = cursor_name if any(c.name == cursor_name for c in cols) else None
+    detection = choose_detection(o.change_detection or requested, dialect, has_pk=bool(pk), cursor=cursor,
+                                 rowversion=rowversion, change_tracked=tracked and not o.query)
+    return TableSpec(target=w.target, schema=None if o.query else w.schema, name=w.name, columns=cols,
+                     primary_key=pk, detection=detection,
+                     cursor={"rowversion": rowversion, "timestamp": cursor}.get(detection),
+                     query=o.query, cursor_lag_seconds=o.cursor_lag_seconds)
+
+
+def reflect_tables(engine: Engine, names: list[str], *, requested: str, cursor_column: str,
+                   options: Callable[[str], TableOptions] | None = None,
+                   ) -> tuple[dict[str, TableSpec], dict[str, str]]:
+    """Reflect every configured table or view with one batched inspector call per schema.
+
+    Returns (specs by target name, errors by target name: tables that are missing, or whose
+    tables-file options name columns the source lacks).
+    """
+    wanted = _wanted(names, options or (lambda _q: TableOptions()))
     specs: dict[str, TableSpec] = {}
     missing: dict[str, str] = {}
     dialect = engine.dialect.name
+    by_schema: dict[str | None, list[_Wanted]] = {}
+    for w in wanted:
+        if not w.options.query:
+            by_schema.setdefault(w.schema, []).append(w)
     try:
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
-            for schema, tables in wanted.items():
-                names_only = [n for n, _ in tables]
-                existing = set(inspector.get_table_names(schema=schema))
-                present = [n for n in names_only if n in existing]
-                columns = inspector.get_multi_columns(schema=schema, filter_names=present) if present else {}
-                pks = inspector.get_multi_pk_constraint(schema=schema, filter_names=present) if present else {}
-                for name, qualified in tables:
-                    if name not in existing:
-                        missing[name] = f"table {qualified} not found in source"
+            reflected: dict[str, tuple[list, tuple[str, ...]]] = {}
+            for schema, tables in by_schema.items():
+                existing = set(inspector.get_table_names(schema=schema)) | set(inspector.get_view_names(schema=schema))
+                present = sorted({w.name for w in tables if w.name in existing})
+                kind = {"kind": ObjectKind.ANY, "schema": schema, "filter_names": present}
+                columns = inspector.get_multi_columns(**kind) if present else {}
+                pks = inspector.get_multi_pk_constraint(**kind) if present else {}
+                for w in tables:
+                    if w.name not in existing:
+                        what = w.qualified if w.name == w.target else f"{w.options.source} (source of {w.qualified})"
+                        missing[w.target] = f"table {what} not found in source"
                         continue
-                    cols = tuple(SourceColumn(c["name"], c["type"], duckdb_type(c["type"]))
-                                 for c in columns[(schema, name)])
-                    pk = tuple(pks.get((schema, name), {}).get("constrained_columns") or ())
-                    rowversion = next((c.name for c in cols if is_rowversion(c.sa_type)), None)
-                    cursor = cursor_column if any(c.name == cursor_column for c in cols) else None
-                    tracked = dialect == "mssql" and _change_tracked(conn, schema, name)
-                    detection = choose_detection(requested, dialect, has_pk=bool(pk), cursor=cursor,
-                                                 rowversion=rowversion, change_tracked=tracked)
-                    cursor_for = {"rowversion": rowversion, "timestamp": cursor}.get(detection)
-                    if name in specs:
-                        raise ConfigError(f"TABLES_TO_SYNC names two tables called {name!r}")
-                    specs[name] = TableSpec(target=name, schema=schema, name=name, columns=cols,
-                                            primary_key=pk, detection=detection, cursor=cursor_for)
+                    reflected[w.target] = ([(c["name"], c["type"]) for c in columns[(schema, w.name)]],
+                                           tuple(pks.get((schema, w.name), {}).get("constrained_columns") or ()))
+            for w in wanted:
+                if w.options.query:
+                    try:
+                        reflected[w.target] = (describe_query(conn, w.options.query), ())
+                    except ConfigError as exc:
+                        missing[w.target] = f"table {w.qualified}: {exc.message}"
+                if w.target not in reflected:
+                    continue
+                cols, pk = reflected[w.target]
+                problems = _column_problems(w, {n for n, _ in cols})
+                if problems:
+                    missing[w.target] = "; ".join(problems)
+                    continue
+                tracked = dialect == "mssql" and not w.options.query and _change_tracked(conn, w.schema, w.name)
+                specs[w.target] = _spec(w, dialect, cols, pk, requested, cursor_column, tracked)
     except sa.exc.DBAPIError as exc:
         from analytics_etl.errors import classify_source_error
 
@@ -160,5 +240,5 @@ def describe_source(engine: Engine) -> dict[str, str | None]:
     return {"dialect": engine.dialect.name, "database": engine.url.database}
 
 
-__all__ = ["SourceColumn", "TableSpec", "create_source_engine", "reflect_tables",
-           "choose_detection", "describe_source", "SourceError"]
+__all__ = ["SourceColumn", "TableSpec", "create_source_engine", "reflect_tables", "select_rows",
+           "select_primary_keys", "source_from", "choose_detection", "describe_source", "SourceError"]

@@ -67,3 +67,10 @@ def duckdb_type(col_type: sa.types.TypeEngine) -> str:
         return "VARCHAR"
     # String, Text, Unicode, nvarchar(max), xml, enum and anything unknown: text keeps every value.
     return "VARCHAR"
+
+
+def maps_exactly(col_type: sa.types.TypeEngine) -> bool:
+    """False for a type with no DuckDB counterpart, synced as text (text types themselves map)."""
+    if duckdb_type(col_type) != "VARCHAR":
+        return True
+    return isinstance(col_type, (sa.String, sa.Enum, postgresql.ARRAY, mssql.XML))

@@ -43,11 +43,21 @@ def _maybe_unchanged(table: str, cursor: str) -> str:
     return f"NOT coalesce(_stage.{c} > (SELECT max({c}) FROM {quote(table)}), false)"
 
 
-def summarize_stage(table: str, key: Sequence[str], cursor: str | None) -> str:
+def max_cursor(column: str, duck_type: str | None) -> str:
+    """SQL for a column's largest value; an aware one as ISO text in UTC.
+
+    DuckDB hands TIMESTAMPTZ values to Python only through pytz, which is not installed.
+    """
+    if duck_type == "TIMESTAMP WITH TIME ZONE":
+        return f"strftime(max({quote(column)}) AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%f') || '+00:00'"
+    return f"max({quote(column)})"
+
+
+def summarize_stage(table: str, key: Sequence[str], cursor: str | None, cursor_type: str | None = None) -> str:
     """SQL for (staged rows, distinct staged keys, rows that could be unchanged, max cursor)."""
     keys = ", ".join(quote(k) for k in key)
     maybe = _maybe_unchanged(table, cursor) if cursor is not None else "true"
-    top = f"max({quote(cursor)})" if cursor is not None else "NULL"
+    top = max_cursor(cursor, cursor_type) if cursor is not None else "NULL"
     return f"SELECT count(*), count(DISTINCT ({keys})), count(*) FILTER (WHERE {maybe}), {top} FROM _stage"
 
 
@@ -159,7 +169,8 @@ class WorkingDatabase:
         return self.conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
 
     def max_value(self, table: str, column: str):  # noqa: ANN201 - any SQL scalar
-        return self.conn.execute(f"SELECT max({quote(column)}) FROM {quote(table)}").fetchone()[0]
+        duck_type = dict(self.table_columns(table) or []).get(column)
+        return self.conn.execute(f"SELECT {max_cursor(column, duck_type)} FROM {quote(table)}").fetchone()[0]
 
     def _create(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
         cols = ", ".join(f"{quote(n)} {t}" for n, t in columns)
@@ -217,7 +228,8 @@ class WorkingDatabase:
                 deleted = self.conn.execute(
                     f"DELETE FROM {quote(table)} WHERE ({keys}) IN (SELECT ({keys}) FROM _del) "
                     f"AND ({keys}) NOT IN (SELECT ({keys}) FROM _stage)").fetchone()[0]
-            staged, distinct_keys, maybe_same, top = self.conn.execute(summarize_stage(table, key, cursor)).fetchone()
+            staged, distinct_keys, maybe_same, top = self.conn.execute(
+                summarize_stage(table, key, cursor, dict(columns).get(cursor))).fetchone()
             if distinct_keys < staged:
                 changed = self.conn.execute(keep_changed(table, key)).fetchone()[0]
             elif maybe_same:
