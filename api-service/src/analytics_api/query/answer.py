@@ -44,7 +44,7 @@ async def answer_query(request: Request, services: Services, principal: Principa
         shape = validated.shape if not validated.claims else (
             validated.shape + "\x00" + orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode())
         if validated.cacheable:
-            headers = {"ETag": f'"{key}"', "Cache-Control": "private, no-cache", "X-Snapshot-Version": snap.version}
+            headers = {"ETag": f'W/"{key}"', "Cache-Control": "private, no-cache", "X-Snapshot-Version": snap.version}
             if _matches(request.headers.get("if-none-match"), headers["ETag"]):
                 request.state.cache = "not-modified"
                 return Response(status_code=304, headers=headers)
@@ -135,4 +135,4 @@ def _matches(header: str | None, etag: str) -> bool:
     if not header:
         return False
     candidates = {part.strip().removeprefix("W/") for part in header.split(",")}
-    return etag in candidates or "*" in candidates
+    return etag.removeprefix("W/") in candidates or "*" in candidates
