@@ -57,8 +57,8 @@ class ApiSettings(StorageSettings):
     port: int = Field(8000, ge=1, le=65535)
     web_concurrency: int = Field(2, ge=1)
     metrics_enabled: bool = True
-    # HTTP compression of JSON and CSV bodies (compression.py): codings offered, in the server's
-    # order of preference, and the smallest body worth compressing (about one network packet).
+    # HTTP compression of JSON and CSV bodies (compression.py): the codings offered (used in the
+    # order zstd, br, gzip whatever the order here) and the smallest body worth compressing.
     compression_encodings: str = "zstd,br,gzip"
     compression_min_bytes: int = Field(1024, ge=0)
 
