@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
+from analytics_api.compression import parse_encodings
 from analytics_api.proxy import parse_trusted_proxies
 from analytics_shared.settings import MemorySize, StorageSettings, load_settings
 
@@ -60,6 +61,10 @@ class ApiSettings(StorageSettings):
     port: int = Field(8000, ge=1, le=65535)
     web_concurrency: int = Field(2, ge=1)
     metrics_enabled: bool = True
+    # HTTP compression of JSON and CSV bodies (compression.py): the codings offered (used in the
+    # order zstd, br, gzip whatever the order here) and the smallest body worth compressing.
+    compression_encodings: str = "zstd,br,gzip"
+    compression_min_bytes: int = Field(1024, ge=0)
 
     @model_validator(mode="after")
     def _auth(self):  # noqa: ANN202 - pydantic hook
@@ -83,6 +88,10 @@ class ApiSettings(StorageSettings):
             parse_trusted_proxies(self.forwarded_allow_ips)
         except ValueError as exc:
             raise ValueError(f"FORWARDED_ALLOW_IPS: {exc} (give `*` or addresses and networks, comma-separated)")
+        try:
+            parse_encodings(self.compression_encodings)
+        except ValueError as exc:
+            raise ValueError(f"COMPRESSION_ENCODINGS: {exc}") from None
         if not self.rate_limit_storage_url.startswith(("memory://", "redis://", "rediss://", "redis+sentinel://")):
             raise ValueError("RATE_LIMIT_STORAGE_URL must be memory:// or redis://")
         return self
@@ -93,6 +102,10 @@ class ApiSettings(StorageSettings):
         if self.duckdb_threads:
             return self.duckdb_threads
         return max(1, (os.cpu_count() or 1) // self.web_concurrency)
+
+    @property
+    def compression_encoding_list(self) -> tuple[str, ...]:
+        return parse_encodings(self.compression_encodings)
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -83,7 +83,8 @@ async def answer_query(request: Request, services: Services, principal: Principa
     with services.snapshots.use(page.version if page else None) as snap:
         prepared = await prepare(services, principal, snap, sql, params, fmt, limit, page)
         if prepared.cacheable:
-            headers = {"ETag": f'"{prepared.key}"', "Cache-Control": "private, no-cache",
+            # Weak: one result, several content codings (compression.py) share the tag.
+            headers = {"ETag": f'W/"{prepared.key}"', "Cache-Control": "private, no-cache",
                        "X-Snapshot-Version": snap.version}
             if _matches(request.headers.get("if-none-match"), headers["ETag"]):
                 request.state.cache = "not-modified"
@@ -180,4 +181,4 @@ def _matches(header: str | None, etag: str) -> bool:
     if not header:
         return False
     candidates = {part.strip().removeprefix("W/") for part in header.split(",")}
-    return etag in candidates or "*" in candidates
+    return etag.removeprefix("W/") in candidates or "*" in candidates

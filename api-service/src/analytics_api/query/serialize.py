@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from functools import lru_cache
 from typing import Literal
 
 import orjson
@@ -21,27 +23,52 @@ import pyarrow.parquet as pq
 
 from analytics_api.errors import BadRequest
 
-Format = Literal["json", "csv", "arrow", "parquet"]
+Format = Literal["json", "csv", "arrow", "arrow-zstd", "parquet"]
+ARROW = "application/vnd.apache.arrow.stream"
 MEDIA_TYPES: dict[str, str] = {
     "json": "application/json",
     "csv": "text/csv; charset=utf-8",
-    "arrow": "application/vnd.apache.arrow.stream",
+    "arrow": ARROW,
+    # Arrow IPC whose buffers are zstd-compressed, the codec named as the Arrow project's
+    # HTTP examples do; any IPC reader with a zstd codec reads it, without a codec it fails.
+    "arrow-zstd": f"{ARROW}; codecs=zstd",
     "parquet": "application/vnd.apache.parquet",
 }
-_ACCEPT = {"text/csv": "csv", "application/vnd.apache.arrow.stream": "arrow",
-           "application/vnd.apache.parquet": "parquet", "application/json": "json"}
+_ACCEPT = {"text/csv": "csv", ARROW: "arrow", "application/vnd.apache.parquet": "parquet",
+           "application/json": "json"}
+# A media range of an Accept header, and a parameter of one: a comma or semicolon inside a
+# quoted value (codecs="zstd, lz4") does not end them.
+_MEDIA_RANGE = re.compile(r'(?:[^,"]|"[^"]*")+')
+_PARAMETER = re.compile(r'(?:[^;"]|"[^"]*")+')
 
 
 def choose_format(explicit: str | None, accept: str | None) -> Format:
+    """`format=` if given, else the first media type in Accept that we serve, else JSON. Arrow
+    becomes arrow-zstd when Accept lists zstd among the codecs for Arrow (whichever chose Arrow)."""
+    ranges = _media_ranges(accept or "")
     if explicit:
         if explicit not in MEDIA_TYPES:
             raise BadRequest(f"format must be one of {', '.join(MEDIA_TYPES)}")
-        return explicit  # type: ignore[return-value]
-    for part in (accept or "").split(","):
-        media = part.split(";")[0].strip().lower()
-        if media in _ACCEPT:
-            return _ACCEPT[media]  # type: ignore[return-value]
-    return "json"
+        fmt = explicit
+    else:
+        fmt = next((_ACCEPT[media] for media, _ in ranges if media in _ACCEPT), "json")
+    if fmt == "arrow" and any(media == ARROW and "zstd" in codecs for media, codecs in ranges):
+        return "arrow-zstd"
+    return fmt  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=64)  # a client sends the same Accept every time: parse each one once
+def _media_ranges(accept: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """(media type, codecs it lists) for each range of an Accept header, in order."""
+    ranges = []
+    for part in _MEDIA_RANGE.findall(accept):
+        media, _, params = part.partition(";")
+        codecs: frozenset[str] = frozenset()
+        for name, _, value in (p.partition("=") for p in _PARAMETER.findall(params)):
+            if name.strip().lower() == "codecs":
+                codecs = frozenset(c.lower() for c in re.split(r"[\s,]+", value.strip().strip('"')) if c)
+        ranges.append((media.strip().lower(), codecs))
+    return tuple(ranges)
 
 
 def _json_default(value: object) -> object:
@@ -159,8 +186,9 @@ def render_binary(table: pa.Table, fmt: Format) -> bytes:
     sink = io.BytesIO()
     if fmt == "csv":
         pacsv.write_csv(_csv_safe(table), sink)
-    elif fmt == "arrow":
-        with ipc.new_stream(sink, table.schema) as writer:
+    elif fmt in ("arrow", "arrow-zstd"):
+        options = ipc.IpcWriteOptions(compression="zstd" if fmt == "arrow-zstd" else None)
+        with ipc.new_stream(sink, table.schema, options=options) as writer:
             writer.write_table(table)
     elif fmt == "parquet":
         pq.write_table(table, sink, compression="zstd")
