@@ -56,6 +56,9 @@ class ApiSettings(StorageSettings):
     port: int = Field(8000, ge=1, le=65535)
     web_concurrency: int = Field(2, ge=1)
     metrics_enabled: bool = True
+    # The browser query console at /console (static files; a client of the public API).
+    console_enabled: bool = True
+    auth0_console_client_id: str = ""  # an Auth0 "Single Page Application"; empty: paste or dev token only
 
     @model_validator(mode="after")
     def _auth(self):  # noqa: ANN202 - pydantic hook
@@ -79,6 +82,8 @@ class ApiSettings(StorageSettings):
             parse_trusted_proxies(self.forwarded_allow_ips)
         except ValueError as exc:
             raise ValueError(f"FORWARDED_ALLOW_IPS: {exc} (give `*` or addresses and networks, comma-separated)")
+        if self.auth0_console_client_id and not domain:
+            raise ValueError("AUTH0_CONSOLE_CLIENT_ID needs AUTH0_DOMAIN (the tenant the console logs in with)")
         if not self.rate_limit_storage_url.startswith(("memory://", "redis://", "rediss://", "redis+sentinel://")):
             raise ValueError("RATE_LIMIT_STORAGE_URL must be memory:// or redis://")
         return self

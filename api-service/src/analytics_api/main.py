@@ -14,6 +14,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from analytics_api import console
 from analytics_api.config import ApiSettings, get_settings
 from analytics_api.handlers import install_error_handlers
 from analytics_api.metrics import SNAPSHOT_CREATED, SNAPSHOT_DELAY, SNAPSHOT_SWAPS
@@ -63,6 +64,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.include_router(module.router)
     if settings.metrics_enabled:
         app.include_router(metrics.router)
+    if settings.console_enabled:
+        app.include_router(console.build_router(settings))
     if settings.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_credentials=False,
                            allow_methods=["GET", "POST", "OPTIONS"],
