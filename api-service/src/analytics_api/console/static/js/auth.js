@@ -1,0 +1,89 @@
+// Login: Auth0 Universal Login (Authorization Code + PKCE, Auth0's SPA SDK) when the API has a
+// console client id; the demo's dev token (it arrives in the URL fragment, which browsers never
+// send to a server, and needs one click to accept); or a pasted token. Whichever it is, the
+// token stays in this module's memory: nothing here writes it to localStorage or a cookie.
+import { setTokenSource } from "./api.js";
+
+const $ = (id) => document.getElementById(id);
+
+// The claims of a JWT, unverified: only to show the user whose token they are about to use.
+export function peekClaims(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
+  } catch {
+    return null;
+  }
+}
+
+function describe(claims) {
+  if (!claims) return "not a JWT";
+  const expires = claims.exp ? new Date(claims.exp * 1000).toLocaleString() : "never";
+  return `user ${claims.sub ?? "?"}, scopes "${claims.scope ?? ""}", expires ${expires}`;
+}
+
+// Reads and removes `dev-token` from the fragment, keeping the rest (a shared `sql`).
+function takeFragmentToken() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const token = fragment.get("dev-token");
+  if (!token) return null;
+  fragment.delete("dev-token");
+  const rest = fragment.toString();
+  history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+  return token;
+}
+
+async function startAuth0(config, onLogin) {
+  const { createAuth0Client } = await import("../vendor/vendor.js");
+  const client = await createAuth0Client({
+    domain: config.domain,
+    clientId: config.client_id,
+    cacheLocation: "memory",
+    authorizationParams: { audience: config.audience, redirect_uri: location.origin + location.pathname },
+  });
+  const query = new URLSearchParams(location.search);
+  let appState = null;
+  if (query.has("code") && query.has("state")) {
+    ({ appState } = await client.handleRedirectCallback());
+    history.replaceState(null, "", location.pathname + (appState?.hash || ""));
+  }
+  const button = $("login-auth0");
+  button.hidden = false;
+  button.addEventListener("click", () =>
+    client.loginWithRedirect({ appState: { hash: location.hash } }));
+  if (await client.isAuthenticated()) {
+    const user = await client.getUser();
+    onLogin(() => client.getTokenSilently(), user?.email || user?.sub || "Auth0 user",
+      () => client.logout({ logoutParams: { returnTo: location.origin + location.pathname } }));
+  }
+}
+
+// Shows the login panel and calls onLogin(tokenSource, who, logout) once a token is chosen.
+export async function setupLogin(config, onLogin) {
+  const login = (source, who, logout) => {
+    setTokenSource(source);
+    onLogin(who, logout ?? (() => location.reload()));
+  };
+  const devToken = takeFragmentToken();
+  if (devToken) {
+    $("dev-token-box").hidden = false;
+    $("dev-token-who").textContent = describe(peekClaims(devToken));
+    $("use-dev-token").addEventListener("click", () =>
+      login(async () => devToken, peekClaims(devToken)?.sub ?? "dev token"));
+  }
+  $("paste-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = $("paste-token").value.trim().replace(/^Bearer\s+/i, "");
+    $("paste-token").value = "";
+    if (!token) return;
+    login(async () => token, peekClaims(token)?.sub ?? "pasted token");
+  });
+  if (config.auth0) {
+    try {
+      await startAuth0(config.auth0, login);
+    } catch (error) {
+      $("login-error").textContent = `Auth0 login failed: ${error.message}`;
+      $("login-error").hidden = false;
+    }
+  }
+}
