@@ -24,6 +24,10 @@ def content_security_policy(settings: ApiSettings) -> str:
         "default-src 'none'",
         "script-src 'self'",
         "style-src 'self'",
+        # Style *attributes* only (not <style> elements or sheets): CodeMirror writes a few
+        # (tab-size on the editor, the completion box's position). An attribute cannot run script,
+        # and with img-src/font-src/connect-src pinned it cannot send anything anywhere either.
+        "style-src-attr 'unsafe-inline'",
         "img-src 'self' data:",
         "font-src 'self'",
         f"connect-src 'self'{extra}",

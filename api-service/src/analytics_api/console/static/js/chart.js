@@ -24,7 +24,12 @@ export function defaults(columns) {
   return { type, x: x?.name, y: y?.name, series: "" };
 }
 
-function datasets(rows, spec) {
+// A scatter needs a numeric x; over text or dates it is drawn as unjoined points on categories.
+function isTrueScatter(spec, columns) {
+  return spec.type === "scatter" && isNumericType(columns.find((c) => c.name === spec.x)?.type);
+}
+
+function datasets(rows, spec, scatter) {
   const groups = new Map();
   for (const row of rows) {
     const key = spec.series ? cellText(row[spec.series]) : spec.y;
@@ -34,7 +39,6 @@ function datasets(rows, spec) {
     }
     groups.get(key).push(row);
   }
-  const scatter = spec.type === "scatter";
   const labels = scatter ? undefined : [...new Set(rows.map((r) => cellText(r[spec.x])))];
   const sets = [...groups.entries()].map(([name, members], i) => {
     const colour = PALETTE[i % PALETTE.length];
@@ -46,7 +50,8 @@ function datasets(rows, spec) {
       data = labels.map((l) => (byLabel.has(l) ? byLabel.get(l) : null));
     }
     return { label: String(name), data, borderColor: colour, backgroundColor: spec.type === "area" ? `${colour}55` : colour,
-             fill: spec.type === "area", pointRadius: scatter ? 3 : 1, spanGaps: true };
+             fill: spec.type === "area", pointRadius: spec.type === "scatter" ? 3 : 1,
+             showLine: spec.type !== "scatter", spanGaps: true };
   });
   return { labels, datasets: sets };
 }
@@ -82,14 +87,15 @@ export class ChartView {
 
   draw() {
     const spec = this.spec;
-    const data = datasets(this.rows, spec);
+    const scatter = isTrueScatter(spec, this.columns);
+    const data = datasets(this.rows, spec, scatter);
     const config = {
-      type: spec.type === "area" ? "line" : spec.type,
+      type: scatter ? "scatter" : spec.type === "bar" ? "bar" : "line",
       data,
       options: {
         animation: false, responsive: true, maintainAspectRatio: false,
         plugins: { legend: { display: data.datasets.length > 1 } },
-        scales: { x: { type: spec.type === "scatter" ? "linear" : "category", title: { display: true, text: spec.x } },
+        scales: { x: { type: scatter ? "linear" : "category", title: { display: true, text: spec.x } },
                   y: { title: { display: true, text: spec.y } } },
       },
     };

@@ -60,11 +60,13 @@ export function setSql(view, text) {
   view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: text } });
 }
 
-// Selects [from, to) so the error's spot is visible and the cursor is on it.
+// Selects [from, to) and focuses the editor there, so the error's spot is visible and the next
+// keystroke fixes it (the error text itself is announced by its role=alert box).
 export function selectRange(view, from, to) {
   const length = view.state.doc.length;
   const anchor = Math.min(from, length);
   view.dispatch({ selection: { anchor, head: Math.min(Math.max(to, anchor), length) }, scrollIntoView: true });
+  view.focus();
 }
 
 // Where in `text` the API's error message points: its "near '…'" context for parse errors, or
