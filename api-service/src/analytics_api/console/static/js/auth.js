@@ -61,16 +61,26 @@ async function startAuth0(config, onLogin) {
 // Shows the login panel and calls onLogin(tokenSource, who, logout) once a token is chosen.
 export async function setupLogin(config, onLogin) {
   const login = (source, who, logout) => {
+    performance.mark("console:login");
     setTokenSource(source);
     onLogin(who, logout ?? (() => location.reload()));
   };
-  const devToken = takeFragmentToken();
-  if (devToken) {
+  let devToken = null;
+  const offerDevToken = () => {
+    const token = takeFragmentToken();
+    if (!token) return;
+    devToken = token;
     $("dev-token-box").hidden = false;
-    $("dev-token-who").textContent = describe(peekClaims(devToken));
-    $("use-dev-token").addEventListener("click", () =>
-      login(async () => devToken, peekClaims(devToken)?.sub ?? "dev token"));
-  }
+    $("dev-token-who").textContent = describe(peekClaims(token));
+  };
+  offerDevToken();
+  // A demo link pasted into a tab that already shows the console changes only the fragment.
+  window.addEventListener("hashchange", offerDevToken);
+  $("use-dev-token").addEventListener("click", () => {
+    window.removeEventListener("hashchange", offerDevToken);
+    const token = devToken;
+    login(async () => token, peekClaims(token)?.sub ?? "dev token");
+  });
   $("paste-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const token = $("paste-token").value.trim().replace(/^Bearer\s+/i, "");
