@@ -39,18 +39,23 @@ async function startAuth0(config, onLogin) {
     domain: config.domain,
     clientId: config.client_id,
     cacheLocation: "memory",
+    authorizeTimeoutInSeconds: 10,  // the silent check after a reload; the login button works meanwhile
     authorizationParams: { audience: config.audience, redirect_uri: location.origin + location.pathname },
   });
-  const query = new URLSearchParams(location.search);
-  let appState = null;
-  if (query.has("code") && query.has("state")) {
-    ({ appState } = await client.handleRedirectCallback());
-    history.replaceState(null, "", location.pathname + (appState?.hash || ""));
-  }
   const button = $("login-auth0");
   button.hidden = false;
   button.addEventListener("click", () =>
     client.loginWithRedirect({ appState: { hash: location.hash } }));
+  const query = new URLSearchParams(location.search);
+  if (query.has("code") && query.has("state")) {
+    const { appState } = await client.handleRedirectCallback();
+    // Back from Universal Login: drop ?code&state, restore the fragment (a shared query).
+    history.replaceState(null, "", location.pathname + (appState?.hash || ""));
+  } else {
+    // After a reload the in-memory cache is empty: ask the tenant (hidden iframe) whether the
+    // Auth0 session still stands; checkSession swallows "login required".
+    await client.checkSession();
+  }
   if (await client.isAuthenticated()) {
     const user = await client.getUser();
     onLogin(() => client.getTokenSilently(), user?.email || user?.sub || "Auth0 user",
