@@ -21,9 +21,11 @@ def test_dev_token_login_shows_five_tables_and_a_query_reads_into_the_grid(
     open_console(page, live.url, f"dev-token={full_token}")
     assert "dev-user" in page.inner_text("#dev-token-who")
     assert "dev-token" not in page.url  # taken out of the address bar at once
+    assert page.is_hidden("#app")  # nothing but the login panel before a token is chosen
     screenshot(page, artifacts, "login")
     page.click("#use-dev-token")
     page.wait_for_selector("body[data-ready=true]")
+    assert page.is_hidden("#login")
     assert table_names(page) == FIVE_TABLES
     assert "Snapshot " in page.inner_text("#snapshot-info")
     page.click("details[data-table=orders] summary")

@@ -84,6 +84,12 @@ async function start(who, logout) {
     }
   });
   renderHistory(readHistory());
+  // The skip link focuses the editor itself: its host element is not focusable, and following
+  // the #editor anchor would replace a shared query's #sql fragment.
+  document.querySelector(".skip").addEventListener("click", (event) => {
+    event.preventDefault();
+    editor.focus();
+  });
   const pick = (table) => {
     setSql(editor, `SELECT *\nFROM ${table}\nLIMIT 100`);
     editor.focus();
