@@ -62,7 +62,9 @@ def full_token(token: Callable[..., str]) -> str:
     return token(f"read:analytics read:schema {PII_SCOPE}")
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in this thread
+# while it is open, and later tests elsewhere call asyncio.run(), which refuses a running loop.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
