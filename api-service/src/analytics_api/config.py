@@ -50,6 +50,10 @@ class ApiSettings(StorageSettings):
     snapshot_poll_seconds: float = Field(10.0, gt=0)
     snapshot_cache_dir: Path = Path(tempfile.gettempdir()) / "analytics-snapshots"
     snapshot_fetch_concurrency: int = Field(8, ge=1, le=64)  # parallel chunk GETs while loading a version
+    # Replaced versions kept open so that page cursors pinned to them still work (then 410 Gone).
+    snapshot_keep_previous: int = Field(1, ge=0, le=8)
+    max_page_size: int = Field(10_000, ge=1)
+    batch_max_queries: int = Field(20, ge=1, le=100)
     duckdb_memory_limit: MemorySize = "1GB"
     duckdb_threads: int = Field(0, ge=0)  # 0: the host's cores shared out among WEB_CONCURRENCY workers
 

@@ -37,6 +37,11 @@ class NotFound(ApiError):
     code = "not_found"
 
 
+class Gone(ApiError):
+    status = 410
+    code = "gone"
+
+
 class QueryTimeout(ApiError):
     status = 408
     code = "query_timeout"

@@ -20,7 +20,7 @@ from analytics_api.handlers import install_error_handlers
 from analytics_api.metrics import SNAPSHOT_CREATED, SNAPSHOT_DELAY, SNAPSHOT_SWAPS
 from analytics_api.middleware import RequestContextMiddleware
 from analytics_api.proxy import ForwardedClientMiddleware
-from analytics_api.routes import health, metrics, query, schema, snapshot
+from analytics_api.routes import batch, health, metrics, query, schema, snapshot
 from analytics_api.services import build_services
 from analytics_shared.logging import configure_logging, get_logger
 
@@ -60,7 +60,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                   lifespan=lifespan)
     app.state.services = services
     install_error_handlers(app)
-    for module in (health, query, schema, snapshot):
+    for module in (health, query, batch, schema, snapshot):
         app.include_router(module.router)
     if settings.metrics_enabled:
         app.include_router(metrics.router)

@@ -68,13 +68,14 @@ class RateLimiter:
     def check_ip(self, request: Request) -> Quota | None:
         return self._hit(self.ip_item, "ip", client_ip(request), "too many requests from this address")
 
-    def check_user(self, request: Request, sub: str) -> Quota | None:
-        return self._hit(self.user_item, "user", sub, "rate limit exceeded for this user")
+    def check_user(self, request: Request, sub: str, cost: int = 1) -> Quota | None:
+        """cost: queries this request runs (a batch counts each of its queries)."""
+        return self._hit(self.user_item, "user", sub, "rate limit exceeded for this user", cost)
 
-    def _hit(self, item: RateLimitItem, kind: str, key: str, message: str) -> Quota | None:
+    def _hit(self, item: RateLimitItem, kind: str, key: str, message: str, cost: int = 1) -> Quota | None:
         strategy = self._slowapi.limiter
         try:
-            allowed = strategy.hit(item, "analytics-api", kind, key)
+            allowed = strategy.hit(item, "analytics-api", kind, key, cost=cost)
             stats = strategy.get_window_stats(item, "analytics-api", kind, key)
         except Exception as exc:  # storage down: fail open, loudly
             log.error("ratelimit.storage_failed", storage=self.storage_url.split("@")[-1], error=str(exc))

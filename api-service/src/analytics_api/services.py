@@ -44,9 +44,13 @@ def build_services(settings: ApiSettings) -> Services:
     """Validates the whitelist (and its named queries) so a bad file stops the start."""
     whitelist = load_whitelist(settings.query_whitelist_path)
     guard = SqlGuard(whitelist)
+    try:
+        guard.check_row_filters()
+    except QueryRejected as exc:
+        raise ConfigError(f"QUERY_WHITELIST_PATH: a row_filter is not allowed: {exc.message}") from None
     for name, named in whitelist.queries.items():
         try:
-            guard.validate(named.sql)
+            guard.check(named.sql)
         except QueryRejected as exc:
             raise ConfigError(f"QUERY_WHITELIST_PATH: named query {name!r} is not allowed: {exc.message}") from None
     store = open_store(settings.storage_url, region=settings.s3_region, endpoint_url=settings.s3_endpoint_url)
@@ -56,7 +60,9 @@ def build_services(settings: ApiSettings) -> Services:
                              leeway=settings.jwt_leeway_seconds)
     snapshots = SnapshotManager(store, cache_dir=settings.snapshot_cache_dir, tables=sorted(whitelist.tables),
                                 poll_seconds=settings.snapshot_poll_seconds,
-                                memory_limit=settings.duckdb_memory_limit, threads=settings.engine_threads)
+                                memory_limit=settings.duckdb_memory_limit, threads=settings.engine_threads,
+                                fetch_concurrency=settings.snapshot_fetch_concurrency,
+                                keep_previous=settings.snapshot_keep_previous)
     cache = ResultCache(settings.result_cache_mb * 1024 * 1024)
     # Keys carry the snapshot version: after a swap the old version's entries can never be hit.
     snapshots.on_swap.append(lambda snap: cache.retain(snap.version))

@@ -10,8 +10,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from sqlglot import exp
 
+from analytics_api import rls
 from analytics_api.errors import BadRequest
 from analytics_shared.errors import ConfigError
 from analytics_shared.validation import describe_first_error
@@ -23,7 +25,14 @@ class TableRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     columns: list[str] | None = None  # None: every column
     scope: str | None = None  # extra scope required besides read:analytics
+    row_filter: str | None = None  # rows a token without unfiltered_scope may read (rls.py)
     description: str | None = None
+    _filter: exp.Expression | None = PrivateAttr(None)
+
+    @property
+    def filter_tree(self) -> exp.Expression | None:
+        """The parsed row filter, placeholders renamed to their parameters; None: every row."""
+        return self._filter
 
     @field_validator("columns")
     @classmethod
@@ -128,6 +137,9 @@ class Whitelist(BaseModel):
     tables: dict[str, TableRule]
     functions: list[str]
     queries: dict[str, NamedQuery] = {}
+    # Row-level security: placeholder -> the claim feeding it, and the scope that reads every row.
+    claims: dict[str, str | rls.ClaimSpec] = {}
+    unfiltered_scope: str | None = None
 
     @field_validator("tables")
     @classmethod
@@ -141,9 +153,45 @@ class Whitelist(BaseModel):
     def _upper_functions(cls, value: list[str]) -> list[str]:
         return sorted({f.upper() for f in value})
 
+    @field_validator("claims")
+    @classmethod
+    def _claim_specs(cls, value: dict[str, str | rls.ClaimSpec]) -> dict[str, rls.ClaimSpec]:
+        return {name: rls.ClaimSpec(claim=spec) if isinstance(spec, str) else spec for name, spec in value.items()}
+
+    @model_validator(mode="after")
+    def _parse_row_filters(self) -> Whitelist:
+        for table, rule in self.tables.items():
+            if rule.row_filter is None:
+                continue
+            tree = rls.parse_filter(table, rule.row_filter)
+            unknown = rls.placeholders(tree) - set(self.claims)
+            if unknown:
+                raise ValueError(f"row_filter of table {table!r} uses :{sorted(unknown)[0]}, which `claims` "
+                                 "does not map to a token claim")
+            rule._filter = tree
+        for name, query in self.queries.items():
+            reserved = sorted(p for p in query.params if p.lower().startswith(rls.PREFIX))
+            if reserved:
+                raise ValueError(f"named query {name!r}: parameter names starting with {rls.PREFIX!r} are "
+                                 f"reserved for row filters ({reserved[0]})")
+        return self
+
     @property
     def function_set(self) -> frozenset[str]:
         return frozenset(self.functions)
+
+    def may_read(self, table: str, scopes: frozenset[str]) -> bool:
+        rule = self.tables.get(table)
+        return rule is not None and (rule.scope is None or rule.scope in scopes)
+
+    def row_filtered(self, table: str, scopes: frozenset[str]) -> bool:
+        """True when a caller with these scopes reads only the rows the table's filter keeps."""
+        return (self.tables[table].row_filter is not None
+                and (self.unfiltered_scope is None or self.unfiltered_scope not in scopes))
+
+    @property
+    def filtered_tables(self) -> frozenset[str]:
+        return frozenset(t for t, rule in self.tables.items() if rule.row_filter is not None)
 
 
 def load_whitelist(path: Path) -> Whitelist:

@@ -710,7 +710,7 @@ def test_restricted_tables_are_read_through_a_view_of_their_allowed_columns(
 
 def test_what_cannot_move_onto_a_view_is_refused(restricted_guard: SqlGuard,
                                                   snapshot_schema: dict[str, dict[str, str]]) -> None:
-    with pytest.raises(QueryRejected, match="not supported on column-restricted table customers: customers AT"):
+    with pytest.raises(QueryRejected, match="not supported on restricted table customers: customers AT"):
         restricted_guard.validate("SELECT id FROM customers AT (VERSION => 1)", snapshot_schema)
     without = {t: c for t, c in snapshot_schema.items() if t != "customers"}
     with pytest.raises(QueryRejected, match="table 'customers' is not in the current snapshot"):
@@ -871,3 +871,20 @@ def test_template_fill_keeps_each_literal_a_literal(guard: SqlGuard, hardened: d
         validated = guard.validate(f"SELECT count(*) AS n FROM orders WHERE status = {literal} AND id > 0")
         assert validated.sql.count(literal) == 1
         assert hardened.execute(validated.sql).fetchone() == (0,)
+
+
+def test_known_answers_only_what_needs_no_parsing(shipped_whitelist: Whitelist) -> None:
+    guard = SqlGuard(shipped_whitelist)
+    lookup = "SELECT * FROM orders WHERE id = {}"
+    assert guard.known(lookup.format(1)) is None  # new: validate() must parse it (off the event loop)
+    first = guard.validate(lookup.format(1))
+    assert guard.known(lookup.format(1)) == first  # the same text: from the cache
+    filled = guard.known(lookup.format(2))  # another literal of a known shape: filled in, not parsed
+    assert filled is not None and filled.sql == guard.validate(lookup.format(2)).sql
+    big = "SELECT id FROM orders WHERE " + " OR ".join(f"id = {i}" for i in range(400))
+    guard.validate(big.replace("= 0 ", "= 1 "))  # warms the shape's template
+    assert len(big) > 2_000 and guard.known(big) is None  # long: tokenizing it is not for the loop
+    with pytest.raises(QueryRejected, match="not in the whitelist"):
+        guard.validate("SELECT * FROM secrets")
+    with pytest.raises(QueryRejected, match="not in the whitelist"):
+        guard.known("SELECT * FROM secrets")  # a refusal seen before is raised again without parsing

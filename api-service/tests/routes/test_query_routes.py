@@ -184,7 +184,7 @@ def test_literal_variations_share_one_validation(client, auth) -> None:  # noqa:
     guard = client.app.state.services.guard
     calls = []
     original = guard._check
-    guard._check = lambda sql, schema: calls.append(sql) or original(sql, schema)
+    guard._check = lambda sql, schema, filtered=False: calls.append(sql) or original(sql, schema, filtered)
     for i in range(1, 21):
         r = client.get("/query", params={"q": f"SELECT id, status FROM orders WHERE id = {i} AND status <> 'x{i}'"},
                        headers=auth)
@@ -229,6 +229,32 @@ def test_point_lookups_run_inline_after_the_first_and_answer_the_same(client, au
     assert other.json()["data"][0]["id"] == 8
 
 
+def test_new_statements_are_validated_off_the_event_loop(client, auth) -> None:  # noqa: ANN001
+    """Parsing a 10-20 kB statement takes tens of ms: on the loop it would stall every lookup."""
+    import asyncio
+
+    guard = client.app.state.services.guard
+    on_loop: list[bool] = []
+    original = guard.validate
+
+    def validate(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return original(*args, **kwargs)
+
+    guard.validate = validate
+    big = "SELECT count(*) AS n FROM orders WHERE id IN (" + ", ".join(str(i) for i in range(2500)) + ")"
+    assert len(big) > 10_000
+    assert client.get("/query", params={"q": big}, headers=auth).status_code == 200
+    assert client.get("/query", params={"q": "SELECT * FROM orders WHERE id = 3"}, headers=auth).status_code == 200
+    assert on_loop == [False, False]  # both new: both parsed in a worker thread
+    assert client.get("/query", params={"q": "SELECT * FROM orders WHERE id = 4"}, headers=auth).status_code == 200
+    assert on_loop == [False, False]  # a known shape, another literal: filled in on the loop, no parse
+
+
 def test_an_inline_shape_that_turns_slow_or_large_is_rerun_in_a_thread(client, auth) -> None:  # noqa: ANN001
     services = client.app.state.services
     slow = "SELECT count(*) AS n FROM transactions a, transactions b WHERE (a.amount * b.amount)::VARCHAR LIKE '%{}%'"
@@ -258,11 +284,12 @@ def test_get_query_parameters_are_checked_and_documented(client, auth) -> None: 
         assert r.status_code == 400, (params, r.text)
         assert r.json()["error"]["code"] == "bad_request" and message in r.json()["error"]["message"]
     documented = client.get("/openapi.json").json()["paths"]["/query"]["get"]["parameters"]
-    assert [p["name"] for p in documented] == ["q", "params", "format", "max_rows"]
+    assert [p["name"] for p in documented] == ["q", "params", "format", "max_rows", "page_size", "count", "cursor"]
 
 
 def test_a_truncated_result_does_not_mark_its_shape_small(client, auth) -> None:  # noqa: ANN001
     services = client.app.state.services
+    services.hints._fast_ms = 60_000  # speed is not the point here: a loaded machine must not decide
     sql = "SELECT id FROM orders WHERE id > 0 ORDER BY id"
     r = client.get("/query", params={"q": sql, "max_rows": "2"}, headers=auth)
     assert r.status_code == 200 and r.json()["truncated"] is True and r.json()["row_count"] == 2

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from analytics_api.errors import Gone
 from analytics_api.snapshots.manager import SnapshotManager
 from analytics_shared.chunks import CHUNKS_PREFIX, chunk_key, list_digest, read_index
 from analytics_shared.manifest import MANIFEST_KEY, read_manifest
@@ -32,8 +33,9 @@ class CountingStore(LocalStore):
         return super().get_bytes(key)
 
 
-def manager_for(store: LocalStore, cache: Path) -> SnapshotManager:
-    return SnapshotManager(store, cache_dir=cache, tables=TABLES, poll_seconds=3600, memory_limit="256MB", threads=1)
+def manager_for(store: LocalStore, cache: Path, keep_previous: int = 0) -> SnapshotManager:
+    return SnapshotManager(store, cache_dir=cache, tables=TABLES, poll_seconds=3600, memory_limit="256MB", threads=1,
+                           keep_previous=keep_previous)
 
 
 def count_orders(manager: SnapshotManager) -> int:
@@ -41,9 +43,9 @@ def count_orders(manager: SnapshotManager) -> int:
         return snap.conn.cursor().execute("SELECT count(*) FROM orders").fetchone()[0]
 
 
-def change_source(demo: Path) -> None:
+def change_source(demo: Path, shift: int = 1_000_000) -> None:
     with sqlite3.connect(demo / "source.db") as con:
-        con.execute("INSERT INTO orders SELECT id + 1000000, customer_id, status, total, currency, ordered_at, "
+        con.execute(f"INSERT INTO orders SELECT id + {shift}, customer_id, status, total, currency, ordered_at, "
                     "shipped_at, note, datetime('now'), datetime('now') FROM orders WHERE id <= 10")
 
 
@@ -61,6 +63,30 @@ def test_loads_swaps_and_removes_the_old_file(demo, store, publish, tmp_path) ->
     assert first.closed and not first.path.exists()
     assert manager.current.path.exists()
     manager.stop()
+
+
+def test_replaced_versions_stay_open_for_page_cursors_then_are_gone(demo, store, publish, tmp_path) -> None:  # noqa: ANN001
+    manager = manager_for(store, tmp_path / "cache", keep_previous=1)
+    manager.refresh()
+    first = manager.current
+    for step in range(2):
+        change_source(demo, shift=1_000_000 * (step + 1))
+        assert publish()["status"] == "published"
+        assert manager.refresh() is True
+        if step == 0:  # one replaced version is kept: a cursor pinned to it still reads it
+            assert not first.closed and first.path.exists()
+            with manager.use(first.version) as snap:
+                assert snap is first
+                assert snap.conn.cursor().execute("SELECT count(*) FROM orders").fetchone()[0] > 0
+    # two swaps later it is retired, closed and removed: a cursor pinned to it is Gone
+    assert first.closed and not first.path.exists()
+    with pytest.raises(Gone, match="has been retired"):
+        with manager.use(first.version):
+            pass
+    with manager.use(manager.current.version) as snap:
+        assert snap is manager.current
+    manager.stop()
+    assert manager.current is None
 
 
 def test_in_flight_queries_finish_on_the_old_snapshot(demo, store, publish, tmp_path) -> None:  # noqa: ANN001

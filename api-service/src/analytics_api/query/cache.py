@@ -39,9 +39,9 @@ class CachedResult:
     headers: dict[str, str]
 
 
-def result_key(version: str, sql: str, params: object, fmt: str, max_rows: int) -> str:
+def result_key(version: str, sql: str, params: object, fmt: str, max_rows: int, page: object = None) -> str:
     """Also the ETag: identical for identical results on one snapshot."""
-    material = orjson.dumps([version, sql, params, fmt, max_rows], default=str, option=orjson.OPT_SORT_KEYS)
+    material = orjson.dumps([version, sql, params, fmt, max_rows, page], default=str, option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(material, digest_size=16).hexdigest()
 
 

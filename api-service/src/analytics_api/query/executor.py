@@ -31,6 +31,7 @@ class QueryResult:
     columns: list[dict[str, str]]  # DuckDB's names and types, as users wrote them in SQL
     truncated: bool
     elapsed_ms: float
+    total_rows: int | None = None  # every row of the result, when asked (count=exact)
 
 
 @dataclass(frozen=True)
@@ -43,28 +44,35 @@ class SmallResult:
 
 
 def execute_query(snapshot: Snapshot, sql: str, params: list | dict | None, *, max_rows: int,
-                  timeout: float, watchdog: Watchdog) -> QueryResult:
-    """Blocking: run in a worker thread. Stops reading at max_rows + 1 to detect truncation."""
+                  timeout: float, watchdog: Watchdog, offset: int = 0, count_all: bool = False) -> QueryResult:
+    """Blocking: run in a worker thread. Skips `offset` rows (earlier pages), stops reading at
+    max_rows + 1 to detect truncation; `count_all`: also counts every row of the result."""
     started = time.perf_counter()
 
     def read(cursor: duckdb.DuckDBPyConnection) -> QueryResult:
+        # First, while the cursor has no streaming result open: it serves one result at a time.
+        total = cursor.execute(f"SELECT count(*) FROM ({sql})", params or None).fetchall()[0][0] if count_all else None
         # A relation streams Arrow batches straight from the engine (no DB-API row copy).
         relation = cursor.sql(sql, params=params or None)
         columns = [{"name": n, "type": str(t)} for n, t in zip(relation.columns, relation.types, strict=True)]
         reader = relation.to_arrow_reader(BATCH_ROWS)
         batches: list[pa.RecordBatch] = []
-        count = 0
+        kept, skip = 0, offset
         truncated = False
         for batch in reader:
-            if count + batch.num_rows > max_rows:
-                batches.append(batch.slice(0, max_rows - count))
+            if skip:  # earlier pages' rows: on one version, the same plan yields them in the same order
+                taken = min(skip, batch.num_rows)
+                skip -= taken
+                batch = batch.slice(taken)
+            if kept + batch.num_rows > max_rows:
+                batches.append(batch.slice(0, max_rows - kept))
                 truncated = True
                 break
             batches.append(batch)
-            count += batch.num_rows
+            kept += batch.num_rows
         table = pa.Table.from_batches(batches, schema=reader.schema)
         return QueryResult(table=table, columns=columns, truncated=truncated,
-                           elapsed_ms=(time.perf_counter() - started) * 1000)
+                           elapsed_ms=(time.perf_counter() - started) * 1000, total_rows=total)
 
     return _on_cursor(snapshot, timeout, watchdog, read, hand_back=False)  # type: ignore[return-value]
 

@@ -4,8 +4,9 @@ The SQL is parsed with sqlglot's DuckDB dialect and checked node by node. The SQ
 regenerated from the checked tree without comments, then parsed and checked once more and must
 regenerate to the same text, so what DuckDB executes is exactly what was validated: comments,
 odd spacing and unicode tricks never reach the engine. Anything not understood is rejected.
-A table with a column list is read only through a subquery of those columns (_hide_columns):
-the other columns are never in DuckDB's scope, so no rename or positional trick can reach them.
+A table with a column list or, for a caller bound by row-level security, a row filter is read
+only through a subquery of its allowed columns and rows (_add_views): the other columns and rows
+are never in DuckDB's scope, so no rename, positional trick, CTE or subquery can reach them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from sqlglot.errors import SqlglotError
 
 from analytics_api.errors import Forbidden, QueryRejected
 from analytics_api.query.literals import fill_literals, mark_literals
+from analytics_api.rls import PREFIX as RLS_PREFIX
+from analytics_api.rls import placeholders
 from analytics_api.whitelist import Whitelist
 
 DIALECT = "duckdb"
@@ -53,13 +56,16 @@ _VOLATILE = frozenset({
     "GET_CURRENT_TIMESTAMP", "LOCALTIME", "LOCALTIMESTAMP", "TRANSACTION_TIMESTAMP", "RANDOM", "RAND",
     "UUID", "UUIDV4", "UUIDV7", "GEN_RANDOM_UUID", "SETSEED",
 })
-# What a reference to a column-restricted table keeps when it is put behind its view (a
+# What a reference to a restricted table keeps when it is put behind its view (a
 # subquery takes the same joins, pivots and samples); anything else on it is refused.
 _KEEP_ON_VIEW = frozenset({"this", "db", "catalog", "alias", "joins", "laterals", "pivots", "sample"})
 # Far above real analytics SQL, below where sqlglot's recursive parser and generator hit Python's
 # recursion limit (which is also caught): a clean "nested too deeply", never a 500.
 _MAX_NESTING = 64  # brackets of any kind, counted on the raw text before parsing
 _MAX_DEPTH = 1000  # levels of the parsed tree (long AND chains need no brackets); DuckDB's own limit
+# Longest statement known() tokenizes on the event loop (~25 µs per 100 characters): point
+# lookups and dashboard tiles fit; a 20 kB query goes to a thread even when its shape is known.
+INLINE_TEMPLATE_CHARS = 2_000
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,8 @@ class ValidatedQuery:
     tables: frozenset[str]
     cacheable: bool = True  # False when it calls now(), random(), uuid(), ...
     template: str | None = None  # the literal template it was filled from, if any
+    claims: frozenset[str] = frozenset()  # row-filter placeholders to bind from the caller's claims
+    numbered: bool = False  # its $1, $2 were renamed $p1, $p2 (DuckDB binds by name or by position, not both)
 
     @property
     def shape(self) -> str:
@@ -83,20 +91,43 @@ class SqlGuard:
         self._cache: OrderedDict[tuple[str, object], ValidatedQuery | QueryRejected] = OrderedDict()
         self._cache_size = cache_size
         self._lock = Lock()
-        self._columns_restricted = any(rule.columns is not None for rule in whitelist.tables.values())
+        self._columns_restricted = any(rule.columns is not None or rule.row_filter is not None
+                                       for rule in whitelist.tables.values())
         # Marked shape -> its validated template, or None when the shape cannot be templated.
         self._templates: OrderedDict[tuple[str, object], ValidatedQuery | None] = OrderedDict()
 
-    def validate(self, sql: str, schema: Schema | None = None) -> ValidatedQuery:
-        """Parse and check one statement; raise QueryRejected naming what is not allowed."""
-        key = (sql, _fingerprint(schema) if self._columns_restricted else None)  # column checks use it
+    def known(self, sql: str, schema: Schema | None = None, *, filtered: bool = False) -> ValidatedQuery | None:
+        """What validate() would answer, when that needs no parsing: a statement seen before, or
+        a short one filled into a template seen before (microseconds, fit for the event loop).
+        None: validate() must parse it, which takes milliseconds per kB: call it off the loop."""
+        hit = self._cached(self._key(sql, schema, filtered))
+        if hit is None and len(sql) <= INLINE_TEMPLATE_CHARS:
+            hit = self._from_template(sql, schema, self._key(sql, schema, filtered)[1], filtered, known_only=True)
+        if isinstance(hit, QueryRejected):
+            raise QueryRejected(hit.message)
+        return hit
+
+    def _key(self, sql: str, schema: Schema | None, filtered: bool) -> tuple[str, object]:
+        # Column views are built from the schema; the result is the same text for every caller.
+        return sql, (_fingerprint(schema), filtered) if self._columns_restricted else None
+
+    def _cached(self, key: tuple[str, object]) -> ValidatedQuery | QueryRejected | None:
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
+        return hit
+
+    def validate(self, sql: str, schema: Schema | None = None, *, filtered: bool = False) -> ValidatedQuery:
+        """Parse and check one statement; raise QueryRejected naming what is not allowed.
+
+        filtered: the caller is bound by the row filters (it lacks the whitelist's unfiltered_scope).
+        """
+        key = self._key(sql, schema, filtered)
+        hit = self._cached(key)
         if hit is None:
             try:
-                hit = self._from_template(sql, schema, key[1]) or self._check(sql, schema)
+                hit = self._from_template(sql, schema, key[1], filtered) or self._check(sql, schema, filtered)
             except QueryRejected as exc:
                 hit = exc
             except RecursionError:  # any deep corner of sqlglot: a clean 400, never a 500
@@ -111,8 +142,10 @@ class SqlGuard:
             raise QueryRejected(hit.message)
         return hit
 
-    def _from_template(self, sql: str, schema: Schema | None, fingerprint: object) -> ValidatedQuery | None:
-        """The same query with other literals validated before: only tokenize and fill in."""
+    def _from_template(self, sql: str, schema: Schema | None, fingerprint: object,
+                       filtered: bool, known_only: bool = False) -> ValidatedQuery | None:
+        """The same query with other literals validated before: only tokenize and fill in.
+        known_only: None instead of validating a template not seen before."""
         self._precheck(sql)  # on the user's text: the markers change its length and content
         marked = mark_literals(sql)
         if marked is None:
@@ -121,9 +154,11 @@ class SqlGuard:
         with self._lock:
             known = key in self._templates
             template = self._templates.get(key)
+        if not known and known_only:
+            return None
         if not known:
             try:
-                template = self._check(marked.sql, schema)
+                template = self._check(marked.sql, schema, filtered)
             except (QueryRejected, RecursionError):
                 template = None  # e.g. FROM 'orders': a literal in a table's place; check in full
             except Exception:  # noqa: BLE001 - sqlglot trips on some garbage: the full check reports it
@@ -139,7 +174,8 @@ class SqlGuard:
             with self._lock:
                 self._templates[key] = None
             return None
-        return ValidatedQuery(sql=filled, tables=template.tables, cacheable=template.cacheable, template=template.sql)
+        return ValidatedQuery(sql=filled, tables=template.tables, cacheable=template.cacheable, template=template.sql,
+                              claims=template.claims, numbered=template.numbered)
 
     def authorize(self, query: ValidatedQuery, scopes: frozenset[str]) -> None:
         """Per-table scopes from the whitelist, on top of the query scope."""
@@ -148,21 +184,39 @@ class SqlGuard:
             if rule.scope and rule.scope not in scopes:
                 raise Forbidden(f"table {table!r} requires the {rule.scope!r} scope")
 
-    def _check(self, sql: str, schema: Schema | None) -> ValidatedQuery:
+    def _check(self, sql: str, schema: Schema | None, filtered: bool = False) -> ValidatedQuery:
         self._precheck(sql)
         tree = _parse_one(sql)
         regenerated, texts = _render(tree)
         tables, volatile = self._check_tree(tree, texts)  # first on the user's tree: messages in their terms
-        if self._hide_columns(tree, tables, schema):
+        views = self._views(tables, schema, filtered)
+        claims = frozenset(p for t in views if filtered and (f := self._filter(t)) is not None
+                           for p in placeholders(f))
+        numbered = _own_parameters(tree, renumber=bool(claims))
+        if self._add_views(tree, views):
             regenerated = _render(tree)[0]
         # Then on the text that will run, parsed afresh: no generator quirk can hide anything, and
-        # every column-restricted table in it must already be behind its view.
+        # every restricted table in it must already be behind its view.
         again = _parse_one(regenerated)
         stable, texts = _render(again)
         if (stable != regenerated or self._check_tree(again, texts) != (tables, volatile)
-                or self._hide_columns(again, tables, schema)):
+                or self._add_views(again, views)):
             raise QueryRejected("query could not be normalised")
-        return ValidatedQuery(sql=regenerated, tables=frozenset(tables), cacheable=not volatile)
+        return ValidatedQuery(sql=regenerated, tables=frozenset(tables), cacheable=not volatile,
+                              claims=claims, numbered=numbered)
+
+    def check(self, sql: str) -> frozenset[str]:
+        """The checks that need no snapshot (named queries at start): the tables it reads."""
+        self._precheck(sql)
+        tree = _parse_one(sql)
+        _own_parameters(tree, renumber=False)
+        return frozenset(self._check_tree(tree, _render(tree)[1])[0])
+
+    def check_row_filters(self) -> None:
+        """At start: every row filter must pass the same checks a query does (its functions)."""
+        for table in sorted(self.whitelist.filtered_tables):
+            tree = exp.select("1").from_(table).where(self._filter(table).copy())
+            self._check_tree(tree, _render(tree)[1])
 
     def _precheck(self, sql: str) -> None:
         if not sql or not sql.strip():
@@ -224,21 +278,33 @@ class SqlGuard:
             raise QueryRejected(f"table {_show(name, quote=True)} is not in the whitelist")
         return lowered
 
-    def _hide_columns(self, tree: exp.Expression, tables: set[str], schema: Schema | None) -> int:
-        """Put each reference to a column-restricted table behind a view of its allowed columns.
+    def _filter(self, table: str) -> exp.Expression | None:
+        return self.whitelist.tables[table].filter_tree
 
-        `customers AS c(x, id)` becomes `(SELECT "id", "country", ... FROM "main"."customers") AS c(x, id)`,
-        so DuckDB never has the other columns in scope: whatever the query does with the table
-        (alias column lists, *, #1, ordinals, whole-row c, to_json(c), NATURAL JOIN, UNION BY NAME,
-        PIVOT, COLUMNS(...)), it gets exactly what a snapshot without those columns would give.
-        Returns how many references it replaced: 0 for a tree that already went through it.
-        """
+    def _views(self, tables: set[str], schema: Schema | None, filtered: bool) -> dict[str, exp.Select]:
+        """The view each restricted table of the query is read through: its allowed columns,
+        and for a filtered caller only the rows its row filter keeps."""
         views: dict[str, exp.Select] = {}
         for table in sorted(tables):
-            if self.whitelist.tables[table].columns is not None:
-                if not schema:
-                    raise QueryRejected("column-restricted tables cannot be checked before a snapshot is loaded")
-                views[table] = self._view(table, schema)
+            columns = self.whitelist.tables[table].columns
+            row_filter = self._filter(table) if filtered else None
+            if columns is None and row_filter is None:
+                continue
+            if not schema:
+                raise QueryRejected("restricted tables cannot be checked before a snapshot is loaded")
+            views[table] = self._view(table, schema, columns, row_filter)
+        return views
+
+    def _add_views(self, tree: exp.Expression, views: dict[str, exp.Select]) -> int:
+        """Put each reference to a restricted table behind its view.
+
+        `customers AS c(x, id)` becomes `(SELECT "id", "country", ... FROM "main"."customers"
+        WHERE <row filter>) AS c(x, id)`, so DuckDB never has the other columns or rows in
+        scope: whatever the query does with the table (alias column lists, *, #1, ordinals,
+        whole-row c, to_json(c), NATURAL JOIN, UNION BY NAME, PIVOT, COLUMNS(...), a CTE or
+        subquery at any depth), it gets exactly what a snapshot holding only those would give.
+        Returns how many references it replaced: 0 for a tree that already went through it.
+        """
         if not views:
             return 0
         targets = [(node, name) for node in tree.find_all(exp.Table)  # CTEs and table functions: None
@@ -249,7 +315,7 @@ class SqlGuard:
                 continue  # the view's own reference to the stored table
             if any(v for k, v in node.args.items() if k not in _KEEP_ON_VIEW):  # AT (VERSION => 1), ...
                 shown = node.sql(dialect=DIALECT, comments=False)[:80]
-                raise QueryRejected(f"not supported on column-restricted table {name}: {shown}")
+                raise QueryRejected(f"not supported on restricted table {name}: {shown}")
             alias = node.args.get("alias") or exp.TableAlias()
             if not alias.this:  # unaliased: the view answers to the table's name, as written
                 alias.set("this", node.this.copy())
@@ -258,23 +324,46 @@ class SqlGuard:
             replaced += 1
         return replaced
 
-    def _view(self, table: str, schema: Schema) -> exp.Select:
-        """SELECT the table's allowed columns, in the snapshot's column order, from the stored table."""
+    def _view(self, table: str, schema: Schema, allowed: list[str] | None,
+              row_filter: exp.Expression | None) -> exp.Select:
+        """SELECT the allowed columns, in the snapshot's order, of the rows the filter keeps."""
         if table not in schema:
             raise QueryRejected(f"table {table!r} is not in the current snapshot")
-        allowed = self.whitelist.tables[table].columns or []
-        names = [c for c in schema[table] if c.lower() in allowed]
+        names = list(schema[table]) if allowed is None else [c for c in schema[table] if c.lower() in allowed]
         if not names:
             raise QueryRejected(f"none of the allowed columns of table {table!r} is in the current snapshot")
         # main.x is never a CTE, so no WITH in the query can stand in for the stored table.
-        return exp.select(*(exp.column(c, quoted=True) for c in names)).from_(
+        view = exp.select(*(exp.column(c, quoted=True) for c in names)).from_(
             exp.table_(table, db="main", quoted=True))
+        return view if row_filter is None else view.where(row_filter.copy())
 
 
 def _is_view(select: exp.Expression | None, view: exp.Select) -> bool:
     """True when `select` runs as exactly `view`: compared as the text DuckDB will be given."""
     return (isinstance(select, exp.Select) and len(select.expressions) == len(view.expressions)
             and select.sql(dialect=DIALECT, comments=False) == view.sql(dialect=DIALECT))
+
+
+def _own_parameters(tree: exp.Expression, *, renumber: bool) -> bool:
+    """Check the query's own placeholders; with row-filter parameters to come, rename $1 to $p1.
+
+    DuckDB binds by name or by position, never both in one statement, and the filters' values
+    are bound by name. Returns whether anything was renamed (the caller then binds a list of
+    values as {"p1": ...}).
+    """
+    renamed = False
+    for node in list(tree.find_all(exp.Placeholder, exp.Parameter)):
+        name = node.name
+        if name.lower().startswith(RLS_PREFIX):
+            raise QueryRejected(f"parameter names starting with {RLS_PREFIX!r} are reserved for row filters")
+        if not renumber:
+            continue
+        if isinstance(node, exp.Parameter) or name in ("", "?"):
+            raise QueryRejected("row-filtered tables take $1 or $name placeholders, not ?")
+        if name.isdigit():
+            node.replace(exp.Placeholder(this=f"p{name}"))
+            renamed = True
+    return renamed
 
 
 def _parse_one(sql: str) -> exp.Expression:

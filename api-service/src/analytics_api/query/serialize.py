@@ -137,7 +137,7 @@ def rows_as_dicts(table: pa.Table) -> list[dict]:
 
 
 def render_json(data: list[dict], *, columns: list[dict[str, str]], truncated: bool, elapsed_ms: float,
-                version: str) -> bytes:
+                version: str, more: dict | None = None) -> bytes:
     body = {
         "success": True,
         "data": data,
@@ -146,6 +146,7 @@ def render_json(data: list[dict], *, columns: list[dict[str, str]], truncated: b
         "execution_time_ms": round(elapsed_ms, 3),
         "snapshot_version": version,
         "truncated": truncated,
+        **(more or {}),  # a page's `next` cursor and `total_rows`
     }
     # orjson returns bytes that keep the capacity its buffer grew to (>= 4 KB, then about
     # 2x what it needed) and never shrinks it: a 134-byte body holds 4 KB, a 219 KB one 2 MB.

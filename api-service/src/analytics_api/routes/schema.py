@@ -1,4 +1,5 @@
-"""`/schema`: the whitelisted tables this token may query, their columns, types and row counts."""
+"""`/schema`: the whitelisted tables this token may query, their columns, types and row counts
+(row counts only of the tables it reads unfiltered)."""
 
 from __future__ import annotations
 
@@ -14,18 +15,22 @@ router = APIRouter(tags=["schema"])
 async def schema(services: ServicesDep, principal: SchemaUser) -> JsonResponse:
     tables = {}
     with services.snapshots.use() as snap:
-        for name, rule in sorted(services.whitelist.tables.items()):
-            if rule.scope and not principal.has(rule.scope):
+        whitelist = services.whitelist
+        for name, rule in sorted(whitelist.tables.items()):
+            if not whitelist.may_read(name, principal.scopes):
                 continue
             columns = snap.schema.get(name)
             if columns is None:
                 continue  # whitelisted but not in this snapshot (not synced yet)
             entry = snap.manifest.tables.get(name)
             allowed = rule.columns
+            # A filtered caller sees its own rows only: the table's total would leak the rest.
+            filtered = whitelist.row_filtered(name, principal.scopes)
             tables[name] = {
                 "description": rule.description,
                 "columns": [{"name": c, "type": t} for c, t in columns.items() if allowed is None or c.lower() in allowed],
-                "row_count": entry.rows if entry else None,
+                "row_count": entry.rows if entry and not filtered else None,
+                "row_filtered": filtered,
                 "primary_key": entry.primary_key if entry else [],
                 "synced_at": entry.synced_at.isoformat() if entry and entry.synced_at else None,
                 "status": entry.status if entry else None,

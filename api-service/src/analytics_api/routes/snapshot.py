@@ -17,13 +17,18 @@ async def snapshot(services: ServicesDep, principal: QueryUser) -> JsonResponse:
     now = datetime.now(UTC)
     with services.snapshots.use() as snap:
         manifest = snap.manifest
-        tables = {
-            name: {"rows": entry.rows, "status": entry.status, "change_detection": entry.change_detection,
-                   "synced_at": entry.synced_at.isoformat() if entry.synced_at else None,
-                   "age_seconds": round((now - entry.synced_at).total_seconds(), 1) if entry.synced_at else None,
-                   "last_error": entry.last_error}
-            for name, entry in sorted(manifest.tables.items()) if name in services.whitelist.tables
-        }
+        whitelist = services.whitelist
+        tables = {}
+        for name, entry in sorted(manifest.tables.items()):
+            if not whitelist.may_read(name, principal.scopes):
+                continue  # a table the token may not query: not even its name
+            tables[name] = {
+                "status": entry.status, "change_detection": entry.change_detection,
+                "synced_at": entry.synced_at.isoformat() if entry.synced_at else None,
+                "age_seconds": round((now - entry.synced_at).total_seconds(), 1) if entry.synced_at else None}
+            # Row counts and the source's error text are about every row: only for unfiltered readers.
+            if not whitelist.row_filtered(name, principal.scopes):
+                tables[name].update(rows=entry.rows, last_error=entry.last_error)
         return JsonResponse({
             "success": True,
             "version": manifest.version,

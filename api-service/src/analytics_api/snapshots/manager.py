@@ -2,7 +2,9 @@
 
 Swapping is one reference assignment; queries hold the snapshot they started on until they
 finish, and the last one out closes it and removes its file. A new version that fails any
-check is rejected with a log line while the old one keeps serving.
+check is rejected with a log line while the old one keeps serving. The last `keep_previous`
+versions stay open after they are replaced, so that a page cursor pinned to one of them can
+still be followed (use(version)); an older one is Gone.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from analytics_api.errors import SnapshotRejected, SnapshotUnavailable
+from analytics_api.errors import Gone, SnapshotRejected, SnapshotUnavailable
 from analytics_api.snapshots.database import Snapshot, load_snapshot
 from analytics_api.snapshots.files import (LocalCopy, check_compatible, ensure_local_copy, host_lock, local_name,
                                            newest_local_copy, purge_stale_parts, remove_local_copy)
@@ -36,7 +38,7 @@ class SnapshotStatus:
 
 class SnapshotManager:
     def __init__(self, store: ObjectStore, *, cache_dir: Path, tables: list[str], poll_seconds: float,
-                 memory_limit: str, threads: int, fetch_concurrency: int = 8) -> None:
+                 memory_limit: str, threads: int, fetch_concurrency: int = 8, keep_previous: int = 1) -> None:
         self.store = store
         self.cache_dir = cache_dir
         self.tables = tables
@@ -45,6 +47,8 @@ class SnapshotManager:
         self.threads = threads
         self.fetch_concurrency = fetch_concurrency
         self._current: Snapshot | None = None
+        self.keep_previous = keep_previous
+        self._previous: list[Snapshot] = []  # replaced versions still open for page cursors, oldest first
         self._rejected: dict[str, str] = {}  # version -> reason; not retried until the manifest moves
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
@@ -64,13 +68,18 @@ class SnapshotManager:
                               checked_at=self.checked_at, last_error=self.last_error)
 
     @contextmanager
-    def use(self) -> Iterator[Snapshot]:
-        """The current snapshot, kept open until the caller is done with it."""
+    def use(self, version: str | None = None) -> Iterator[Snapshot]:
+        """The current snapshot (or the given version, if still open), kept open until the caller
+        is done with it."""
         while True:
             snap = self._current
             if snap is None:
                 raise SnapshotUnavailable(self.last_error and f"no snapshot loaded yet ({self.last_error})"
                                           or "no snapshot has been published yet; try again shortly")
+            if version is not None and snap.version != version:
+                snap = next((s for s in self._previous if s.version == version), None)
+                if snap is None:
+                    raise Gone(f"snapshot version {version} has been retired; start again from the first page")
             if snap.enter():
                 break
         try:
@@ -114,8 +123,12 @@ class SnapshotManager:
             log.info("snapshot.swapped", version=snap.version, previous=current.version if current else None)
             for callback in self.on_swap:
                 callback(snap)
-            if current is not None and current.retire():
-                self._close(current)
+            if current is not None:
+                self._previous.append(current)
+            while len(self._previous) > self.keep_previous:
+                old = self._previous.pop(0)
+                if old.retire():
+                    self._close(old)
             return True
 
     def _load(self, manifest: Manifest) -> Snapshot:
@@ -144,7 +157,7 @@ class SnapshotManager:
             snap.conn.close()
         finally:
             current = self._current
-            if current is None or current.path != snap.path:
+            if (current is None or current.path != snap.path) and all(s.path != snap.path for s in self._previous):
                 remove_local_copy(self.cache_dir, snap.path.name)
             log.info("snapshot.closed", version=snap.version)
 
@@ -166,6 +179,8 @@ class SnapshotManager:
         if self._thread is not None:
             self._thread.join(timeout=5)
         snap, self._current = self._current, None
-        if snap is not None and snap.retire():
-            snap.conn.close()
-            log.info("snapshot.closed", version=snap.version)
+        kept, self._previous = self._previous, []
+        for old in [*kept, *([snap] if snap is not None else [])]:
+            if old.retire():
+                old.conn.close()
+                log.info("snapshot.closed", version=old.version)

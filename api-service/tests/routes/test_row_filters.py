@@ -1,0 +1,373 @@
+"""Row-level security holds against every way of naming a table, through the real app.
+
+The whitelist here filters `orders` and `customers` by the caller's customer id (an integer
+claim) and `inventory` by a list of warehouses (a list claim); `products` and `transactions`
+are not filtered. Each attempt is sent to POST /query (Arrow) with a customer's token and run
+by DuckDB on a database that physically holds only that customer's rows of the filtered
+tables (the oracle). The API must answer exactly what the oracle answers, or refuse where
+`expect` says so (and the oracle fails too, unless the attempt is marked "strict").
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pytest
+import sqlglot
+from fastapi.testclient import TestClient
+
+from analytics_api.auth.local_issuer import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer
+from analytics_api.config import get_settings
+from analytics_api.main import create_app
+from analytics_shared.manifest import read_manifest
+from analytics_shared.snapshot_files import fetch_snapshot
+from analytics_shared.storage import LocalStore
+
+WHITELIST_PATH = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "query_whitelist.json"
+CUSTOMER_CLAIM = "https://analytics.example.com/customer_id"
+WAREHOUSE_CLAIM = "https://analytics.example.com/warehouses"
+FILTERS = {"orders": "customer_id = :customer_id", "customers": "id = :customer_id",
+           "inventory": "warehouse = ANY(:warehouses)"}
+
+# (sql, expect): "rows" = answered and equal to the oracle; "refused" = 400/403 and the oracle
+# fails too; "strict" = refused although the oracle would answer (a limitation, not a leak).
+ATTEMPTS: list[tuple[str, str]] = [
+    # --- the table as written, every spelling ---
+    ("SELECT * FROM orders", "rows"),
+    ("SELECT count(*) AS n FROM orders", "rows"),
+    ("SELECT * FROM main.orders", "rows"),
+    ('SELECT * FROM "main"."orders"', "rows"),
+    ('SELECT * FROM "ORDERS"', "rows"),
+    ("SELECT * FROM Orders", "rows"),
+    ("SELECT * FROM OrDeRs o", "rows"),
+    ("TABLE orders", "rows"),
+    ("FROM orders", "rows"),
+    ("FROM orders SELECT count(*) AS n", "rows"),
+    ("SELECT * FROM orders AS customers", "rows"),
+    ("SELECT * FROM customers AS orders", "rows"),
+    ("SELECT * FROM orders AS o(a, b, c)", "rows"),
+    ("SELECT orders.* FROM orders", "rows"),
+    ("SELECT o FROM orders o", "rows"),
+    ("SELECT to_json(o) AS j FROM orders o", "rows"),
+    ("SELECT * FROM snap.orders", "refused"),
+    ("SELECT * FROM memory.main.orders", "strict"),
+    # --- aggregates over the whole table ---
+    ("SELECT sum(total) AS s, max(id) AS m, min(id) AS lo FROM orders", "rows"),
+    ("SELECT approx_count_distinct(id) AS n FROM orders", "rows"),
+    ("SELECT count(DISTINCT customer_id) AS n FROM orders", "rows"),
+    ("SELECT histogram(customer_id) AS h FROM orders", "rows"),
+    ("SELECT list(id ORDER BY id) AS ids FROM orders", "rows"),
+    ("SELECT status, count(*) AS n FROM orders GROUP BY ALL ORDER BY ALL", "rows"),
+    ("SELECT customer_id, count(*) AS n FROM orders GROUP BY customer_id", "rows"),
+    ("SELECT status, count(*) AS n FROM orders GROUP BY ROLLUP (status) ORDER BY ALL", "rows"),
+    ("SELECT count(*) FILTER (WHERE customer_id <> 0) AS n FROM orders", "rows"),
+    ("SELECT max(total) AS m FROM orders HAVING count(*) > 0", "rows"),
+    ("SELECT count(*) AS n FROM customers", "rows"),
+    # --- the caller's own WHERE cannot widen the filter ---
+    ("SELECT count(*) AS n FROM orders WHERE true OR customer_id <> 0", "rows"),
+    ("SELECT count(*) AS n FROM orders WHERE customer_id <> (SELECT min(id) FROM customers)", "rows"),
+    ("SELECT * FROM orders WHERE 1 = 1 -- ) OR (1 = 1", "rows"),
+    ("SELECT * FROM orders /* ) WHERE true OR ( */", "rows"),
+    # --- windows over the whole table ---
+    ("SELECT id, count(*) OVER () AS n FROM orders", "rows"),
+    ("SELECT id, sum(total) OVER (PARTITION BY customer_id) AS s FROM orders", "rows"),
+    ("SELECT id, row_number() OVER (ORDER BY id) AS rn FROM orders QUALIFY rn <= 5", "rows"),
+    ("SELECT id, lag(id) OVER (ORDER BY id) AS prev FROM orders", "rows"),
+    # --- CTEs, including ones named like the table ---
+    ("WITH orders AS (SELECT * FROM orders) SELECT count(*) AS n FROM orders", "rows"),
+    ("WITH orders AS (SELECT * FROM main.orders) SELECT count(*) AS n FROM orders", "rows"),
+    ("WITH x AS (SELECT * FROM orders) SELECT count(*) AS n FROM x", "rows"),
+    ("WITH x AS MATERIALIZED (SELECT * FROM orders) SELECT count(*) AS n FROM x", "rows"),
+    ("WITH a AS (SELECT * FROM orders), b AS (SELECT * FROM a) SELECT count(*) AS n FROM b", "rows"),
+    ("WITH orders(id) AS (VALUES (1), (2)) SELECT count(*) AS n FROM orders", "rows"),
+    ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < (SELECT count(*) FROM orders)) "
+     "SELECT max(n) AS m FROM r", "rows"),
+    ("WITH RECURSIVE r(i) AS (SELECT min(id) FROM orders UNION ALL SELECT (SELECT min(id) FROM orders o "
+     "WHERE o.id > r.i) FROM r WHERE r.i IS NOT NULL) SELECT count(i) AS n FROM r", "rows"),
+    # --- subqueries at any depth ---
+    ("SELECT (SELECT count(*) FROM orders) AS n", "rows"),
+    ("SELECT * FROM (SELECT * FROM (SELECT * FROM (SELECT * FROM orders) a) b) c", "rows"),
+    ("SELECT count(*) AS n FROM products WHERE id IN (SELECT customer_id FROM orders)", "rows"),
+    ("SELECT count(*) AS n FROM products p WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = p.id)", "rows"),
+    ("SELECT c.id, (SELECT count(*) FROM orders o WHERE o.customer_id <> c.id) AS others FROM customers c", "rows"),
+    ("SELECT id FROM products ORDER BY (SELECT count(*) FROM orders WHERE customer_id = products.id), id "
+     "LIMIT 5", "rows"),
+    ("SELECT count(*) AS n FROM (FROM orders)", "rows"),
+    ("SELECT p.id, l.n FROM products p, LATERAL (SELECT count(*) AS n FROM orders o WHERE o.id > p.id) l "
+     "ORDER BY p.id LIMIT 5", "rows"),
+    ("SELECT count(*) AS n FROM customers c WHERE EXISTS (SELECT 1 FROM orders WHERE orders.customer_id = c.id)",
+     "rows"),
+    ("SELECT count(*) AS n FROM orders WHERE customer_id IN (SELECT id FROM main.customers)", "rows"),
+    ("SELECT count(*) AS n FROM orders WHERE id IN (SELECT max(id) FROM main.orders)", "rows"),
+    # --- joins, self-joins ---
+    ("SELECT count(*) AS n FROM orders o1 JOIN orders o2 ON o1.id <> o2.id", "rows"),
+    ("SELECT count(*) AS n FROM orders, orders AS o2", "rows"),
+    ("SELECT o.id, c.country FROM orders o JOIN customers c ON c.id = o.customer_id", "rows"),
+    ("SELECT count(*) AS n FROM orders o RIGHT JOIN customers c ON c.id = o.customer_id", "rows"),
+    ("SELECT count(*) AS n FROM orders o FULL OUTER JOIN main.customers c ON c.id = o.customer_id", "rows"),
+    ("SELECT count(*) AS n FROM orders NATURAL JOIN customers", "rows"),
+    ("SELECT count(*) AS n FROM orders POSITIONAL JOIN customers", "rows"),
+    ("SELECT count(*) AS n FROM (orders o JOIN customers c ON c.id = o.customer_id)", "rows"),
+    ("SELECT count(*) AS n FROM range(3) r, orders", "rows"),
+    ("SELECT count(*) AS n FROM orders o ASOF JOIN orders p ON o.customer_id = p.customer_id AND o.id >= p.id",
+     "rows"),
+    ("SELECT t.id FROM transactions t JOIN orders o ON o.id = t.order_id", "rows"),
+    # --- set operations with an unfiltered copy ---
+    ("SELECT id FROM orders UNION ALL SELECT id FROM main.orders", "rows"),
+    ("SELECT * FROM orders UNION SELECT * FROM (TABLE orders)", "rows"),
+    ("SELECT customer_id FROM orders EXCEPT SELECT id FROM customers", "rows"),
+    ("SELECT customer_id FROM orders INTERSECT SELECT id FROM customers", "rows"),
+    ("SELECT id FROM orders UNION ALL BY NAME SELECT id FROM customers", "rows"),
+    ("SELECT count(*) AS n FROM (SELECT * FROM orders UNION ALL SELECT * FROM orders)", "rows"),
+    # --- pivot, unpivot, sampling ---
+    ("PIVOT orders ON status USING count(*)", "strict"),
+    ("SELECT * FROM orders PIVOT (count(*) FOR status IN ('shipped', 'pending'))", "rows"),
+    ("SELECT count(*) AS n FROM (UNPIVOT orders ON status, currency INTO NAME k VALUE v)", "rows"),
+    ("SELECT count(*) AS n FROM orders USING SAMPLE 100 PERCENT (bernoulli)", "rows"),
+    ("SELECT count(*) AS n FROM orders TABLESAMPLE 100%", "rows"),
+    ("SELECT DISTINCT ON (customer_id) customer_id, id FROM orders ORDER BY customer_id, id", "rows"),
+    # --- the list claim ---
+    ("SELECT count(*) AS n FROM inventory", "rows"),
+    ("SELECT DISTINCT warehouse FROM inventory", "rows"),
+    ("SELECT i.warehouse, count(*) AS n FROM inventory i JOIN products p ON p.id = i.product_id GROUP BY ALL", "rows"),
+    ("SELECT count(*) AS n FROM main.inventory WHERE warehouse <> ''", "rows"),
+    # --- unfiltered tables stay whole ---
+    ("SELECT count(*) AS n FROM products", "rows"),
+    ("SELECT count(*) AS n FROM transactions", "rows"),
+    # --- the filters' own parameters cannot be reached ---
+    ("SELECT $rls_customer_id AS v", "refused"),
+    ("SELECT * FROM orders WHERE customer_id = $rls_customer_id", "refused"),
+    ("SELECT * FROM orders WHERE customer_id = ?", "refused"),
+    # --- time travel and table functions on a filtered table ---
+    ("SELECT * FROM orders AT (VERSION => 1)", "refused"),
+    ("SELECT * FROM query_table('orders')", "strict"),
+    ("SELECT * FROM duckdb_tables()", "strict"),
+]
+
+
+@pytest.fixture(scope="module")
+def snapshot_copy(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("row-filters")
+    shutil.copytree(demo_template / "store", root / "store")
+    store = LocalStore(root / "store")
+    manifest, _ = read_manifest(store)
+    fetch_snapshot(store, manifest, root / "snapshot.db")
+    return root, root / "snapshot.db"
+
+
+@pytest.fixture(scope="module")
+def people(snapshot_copy: tuple[Path, Path]) -> dict[str, dict]:
+    """Two customers with orders, and their warehouses: the claims of two users."""
+    with duckdb.connect(str(snapshot_copy[1]), read_only=True) as conn:
+        top = [r[0] for r in conn.execute("SELECT customer_id FROM orders GROUP BY 1 ORDER BY count(*) DESC, 1 "
+                                          "LIMIT 2").fetchall()]
+        houses = [r[0] for r in conn.execute("SELECT DISTINCT warehouse FROM inventory ORDER BY 1").fetchall()]
+    assert len(top) == 2 and len(houses) >= 3
+    return {"alice": {CUSTOMER_CLAIM: top[0], WAREHOUSE_CLAIM: houses[:2]},
+            "bob": {CUSTOMER_CLAIM: top[1], WAREHOUSE_CLAIM: houses[2:3]}}
+
+
+def oracle_for(path: Path, claims: dict) -> duckdb.DuckDBPyConnection:
+    """The snapshot with only the rows these claims may read, physically."""
+    conn = duckdb.connect(config={"threads": 1})
+    conn.execute(f"ATTACH '{path}' AS snap (READ_ONLY)")
+    for (table,) in conn.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'snap'").fetchall():
+        where = {"orders": "customer_id = $c", "customers": "id = $c", "inventory": "list_contains($w, warehouse)"}
+        params = {"orders": {"c": claims[CUSTOMER_CLAIM]}, "customers": {"c": claims[CUSTOMER_CLAIM]},
+                  "inventory": {"w": claims[WAREHOUSE_CLAIM]}}
+        conn.execute(f"CREATE TABLE main.{table} AS SELECT * FROM snap.{table} WHERE {where.get(table, 'true')}",
+                     params.get(table))
+    conn.execute("DETACH snap")
+    return conn
+
+
+@pytest.fixture(scope="module")
+def oracles(snapshot_copy: tuple[Path, Path], people: dict[str, dict]) -> Iterator[dict[str, duckdb.DuckDBPyConnection]]:
+    conns = {who: oracle_for(snapshot_copy[1], claims) for who, claims in people.items()}
+    yield conns
+    for conn in conns.values():
+        conn.close()
+
+
+def whitelist_document() -> dict:
+    document = json.loads(WHITELIST_PATH.read_text())
+    for table, row_filter in FILTERS.items():
+        document["tables"][table]["row_filter"] = row_filter
+    document["claims"] = {"customer_id": {"claim": CUSTOMER_CLAIM, "type": "integer", "list": False},
+                          "warehouses": {"claim": WAREHOUSE_CLAIM, "list": True}}
+    document["unfiltered_scope"] = "read:all_rows"
+    document["functions"] = sorted({*document["functions"], "QUERY_TABLE", "DUCKDB_TABLES"})
+    document["queries"]["my_orders"] = {"sql": "SELECT id, total FROM orders WHERE total > $min ORDER BY id",
+                                        "params": {"min": {"type": "number", "default": 0}}}
+    return document
+
+
+@pytest.fixture(scope="module")
+def api(snapshot_copy: tuple[Path, Path], issuer: LocalIssuer) -> Iterator[TestClient]:
+    root, _ = snapshot_copy
+    (root / "whitelist.json").write_text(json.dumps(whitelist_document()))
+    (root / "jwks.json").write_text(json.dumps(issuer.jwks()))
+    settings = get_settings(auth0_jwks_url=f"file://{root / 'jwks.json'}", auth0_issuer=LOCAL_ISSUER,
+                            auth0_api_audience=LOCAL_AUDIENCE, storage_url=f"file://{root / 'store'}",
+                            snapshot_cache_dir=root / "cache", snapshot_poll_seconds=3600,
+                            rate_limit_requests=100_000, query_whitelist_path=root / "whitelist.json")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def tokens(issuer: LocalIssuer, people: dict[str, dict]) -> dict[str, dict[str, str]]:
+    def bearer(**claims: object) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issuer.mint(**claims)}"}
+
+    scopes = "read:analytics read:schema"
+    return {"alice": bearer(sub="alice", scopes=scopes, **people["alice"]),
+            "bob": bearer(sub="bob", scopes=scopes, **people["bob"]),
+            "staff": bearer(sub="staff", scopes=f"{scopes} read:all_rows"),
+            "nobody": bearer(sub="nobody", scopes=scopes)}
+
+
+def _rows(table: pa.Table, ordered: bool) -> list[dict]:
+    rows = table.to_pylist()
+    return rows if ordered else sorted(rows, key=repr)
+
+
+def answer(oracle: duckdb.DuckDBPyConnection, sql: str) -> pa.Table | str:
+    try:
+        return oracle.cursor().sql(sql).to_arrow_table()
+    except duckdb.Error as exc:
+        return str(exc).splitlines()[0]
+
+
+def assert_same(response, want: pa.Table | str, sql: str) -> None:  # noqa: ANN001
+    assert response.status_code == 200, response.text
+    assert not isinstance(want, str), f"the API answered what fails on the filtered rows: {want}"
+    got = ipc.open_stream(response.content).read_all()
+    assert got.schema.names == want.schema.names
+    ordered = sqlglot.parse_one(sql, dialect="duckdb").args.get("order") is not None
+    assert _rows(got, ordered) == _rows(want, ordered), sql
+
+
+@pytest.mark.parametrize(("sql", "expect"), ATTEMPTS, ids=[ascii(s[:70]) for s, _ in ATTEMPTS])
+@pytest.mark.parametrize("who", ["alice", "bob"])
+def test_attempt_answers_only_the_callers_rows(api: TestClient, oracles: dict, tokens: dict, who: str,
+                                               sql: str, expect: str) -> None:
+    response = api.post("/query", json={"sql": sql, "format": "arrow"}, headers=tokens[who])
+    want = answer(oracles[who], sql)
+    if expect == "rows":
+        assert_same(response, want, sql)
+        return
+    assert response.status_code in (400, 403), response.text[:300]
+    if expect == "refused":
+        assert isinstance(want, str), "refused, but the oracle answers: mark it 'strict' if that is meant"
+
+
+def test_attempt_corpus_is_large_and_mostly_answered() -> None:
+    assert len(ATTEMPTS) >= 60
+    assert len({s for s, _ in ATTEMPTS}) == len(ATTEMPTS), "duplicate attempts"
+    assert sum(e == "rows" for _, e in ATTEMPTS) >= 80
+
+
+def test_the_filter_really_removes_rows(oracles: dict, snapshot_copy: tuple[Path, Path]) -> None:
+    """The oracles must differ from the whole table, or the suite above would prove nothing."""
+    with duckdb.connect(str(snapshot_copy[1]), read_only=True) as conn:
+        whole = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in FILTERS}
+    for oracle in oracles.values():
+        for table, total in whole.items():
+            mine = oracle.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            assert 0 < mine < total, table
+
+
+def test_unfiltered_scope_reads_every_row(api: TestClient, tokens: dict, snapshot_copy: tuple[Path, Path]) -> None:
+    with duckdb.connect(str(snapshot_copy[1]), read_only=True) as conn:
+        total = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+    response = api.post("/query", json={"sql": "SELECT count(*) AS n FROM orders"}, headers=tokens["staff"])
+    assert response.status_code == 200 and response.json()["data"] == [{"n": total}]
+
+
+def test_two_users_asking_the_same_sql_never_share_an_answer(api: TestClient, tokens: dict, oracles: dict) -> None:
+    sql = "SELECT id, total FROM orders ORDER BY id LIMIT 5"
+    first = {who: api.get("/query", params={"q": sql}, headers=tokens[who]) for who in ("alice", "bob")}
+    again = {who: api.get("/query", params={"q": sql}, headers=tokens[who]) for who in ("alice", "bob")}
+    for who in ("alice", "bob"):
+        want = [dict(zip(("id", "total"), row)) for row in oracles[who].execute(sql).fetchall()]
+        assert [r["id"] for r in first[who].json()["data"]] == [r["id"] for r in want]
+        assert again[who].headers["x-cache"] == "hit"
+        assert again[who].json()["data"] == first[who].json()["data"]
+    assert first["alice"].headers["etag"] != first["bob"].headers["etag"]
+    # Bob presenting Alice's ETag gets his own answer, not a 304 for hers.
+    response = api.get("/query", params={"q": sql}, headers={**tokens["bob"], "If-None-Match": first["alice"].headers["etag"]})
+    assert response.status_code == 200 and response.json()["data"] == first["bob"].json()["data"]
+
+
+def test_point_lookups_through_the_template_path_stay_filtered(api: TestClient, tokens: dict, oracles: dict) -> None:
+    """The inline small-result path and the literal template path, warmed by Alice, serving Bob."""
+    ids = [row[0] for row in oracles["alice"].execute("SELECT id FROM orders ORDER BY id LIMIT 4").fetchall()]
+    for order_id in ids:  # warms the shape: the later lookups are filled into the template and run inline
+        response = api.get("/query", params={"q": f"SELECT id, customer_id FROM orders WHERE id = {order_id}"},
+                           headers=tokens["alice"])
+        assert len(response.json()["data"]) == 1
+    for order_id in ids:
+        response = api.get("/query", params={"q": f"SELECT id, customer_id FROM orders WHERE id = {order_id}"},
+                           headers=tokens["bob"])
+        assert response.status_code == 200 and response.json()["data"] == []
+
+
+def test_named_queries_and_positional_parameters_are_filtered(api: TestClient, tokens: dict, oracles: dict) -> None:
+    want = oracles["bob"].execute("SELECT id FROM orders WHERE total > 1 ORDER BY id").fetchall()
+    named = api.get("/queries/my_orders", params={"min": 1}, headers=tokens["bob"])
+    assert named.status_code == 200 and [r["id"] for r in named.json()["data"]] == [r[0] for r in want]
+    positional = api.post("/query", json={"sql": "SELECT id FROM orders WHERE total > $1 ORDER BY id", "params": [1]},
+                          headers=tokens["bob"])
+    assert positional.status_code == 200 and [r["id"] for r in positional.json()["data"]] == [r[0] for r in want]
+    by_name = api.post("/query", json={"sql": "SELECT id FROM orders WHERE total > $t ORDER BY id", "params": {"t": 1}},
+                       headers=tokens["bob"])
+    assert by_name.json()["data"] == positional.json()["data"]
+    smuggled = api.post("/query", json={"sql": "SELECT count(*) FROM orders", "params": {"rls_customer_id": 1}},
+                        headers=tokens["bob"])
+    assert smuggled.status_code == 400 and "reserved" in smuggled.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("claims", "message"), [
+    ({}, f"token lacks the '{CUSTOMER_CLAIM}' claim this table's row filter needs"),
+    ({CUSTOMER_CLAIM: "42"}, f"claim '{CUSTOMER_CLAIM}' must be integer"),
+    ({CUSTOMER_CLAIM: True}, f"claim '{CUSTOMER_CLAIM}' must be integer"),
+    ({CUSTOMER_CLAIM: [1, 2]}, f"claim '{CUSTOMER_CLAIM}' must be a single value"),
+    ({CUSTOMER_CLAIM: {"id": 1}}, f"claim '{CUSTOMER_CLAIM}' must be integer"),
+])
+def test_a_missing_or_ill_typed_claim_is_a_403_naming_it(api: TestClient, issuer: LocalIssuer, claims: dict,
+                                                          message: str) -> None:
+    token = issuer.mint(sub="mallory", **claims)
+    response = api.get("/query", params={"q": "SELECT count(*) FROM orders"}, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 403
+    assert response.json()["error"]["message"] == message
+    unfiltered = api.get("/query", params={"q": "SELECT count(*) FROM products"},
+                         headers={"Authorization": f"Bearer {token}"})
+    assert unfiltered.status_code == 200  # tables without a filter need no claim
+
+
+@pytest.mark.parametrize("value", [[], [""], ""])
+def test_an_empty_list_claim_is_refused(api: TestClient, issuer: LocalIssuer, value: object) -> None:
+    token = issuer.mint(sub="mallory", **{CUSTOMER_CLAIM: 1, WAREHOUSE_CLAIM: value})
+    response = api.get("/query", params={"q": "SELECT count(*) FROM inventory"},
+                       headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 403
+    assert WAREHOUSE_CLAIM in response.json()["error"]["message"]
+
+
+def test_schema_and_snapshot_say_what_is_filtered_and_hide_totals(api: TestClient, tokens: dict) -> None:
+    schema = api.get("/schema", headers=tokens["alice"]).json()["tables"]
+    assert schema["orders"]["row_filtered"] is True and schema["orders"]["row_count"] is None
+    assert schema["products"]["row_filtered"] is False and schema["products"]["row_count"] > 0
+    staff = api.get("/schema", headers=tokens["staff"]).json()["tables"]
+    assert staff["orders"]["row_filtered"] is False and staff["orders"]["row_count"] > 0
+    tables = api.get("/snapshot", headers=tokens["alice"]).json()["tables"]
+    assert "rows" not in tables["orders"] and "last_error" not in tables["orders"]
+    assert tables["orders"]["status"] == "ok" and tables["products"]["rows"] > 0
+    assert "rows" in api.get("/snapshot", headers=tokens["staff"]).json()["tables"]["orders"]
