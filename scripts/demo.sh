@@ -2,7 +2,8 @@
 # The whole platform on embedded defaults, on this machine:
 #   demo SQLite source -> ETL (first sync, then every SYNC_INTERVAL_SECONDS) -> ./data/store
 #   -> API (Gunicorn, 2 workers) on 127.0.0.1:$PORT, trusting a local RSA token issuer.
-# A dev token is written to ./data/dev-token.txt. Ctrl-C stops everything.
+# A dev token is written to ./data/dev-token.txt, and a console link that carries it (in the URL
+# fragment, which the browser never sends to the server) to ./data/console-link.txt. Ctrl-C stops everything.
 # DEMO_MUTATE_SECONDS (default 60; 0 = off) changes a few source rows that often, so you can
 # watch the data refresh. A second run reuses the source, the issuer key and the store.
 set -euo pipefail
@@ -36,6 +37,9 @@ fi
 # A real issuer (RSA key + JWKS file): the API validates its tokens exactly like Auth0's.
 eval "$("$BIN/analytics-api" issuer-init "$DATA/issuer")"
 "$BIN/analytics-api" token --issuer-dir "$DATA/issuer" --ttl 604800 > "$DATA/dev-token.txt"
+# The query console's "Use the dev token" link: no file or endpoint serves the token, the link
+# hands it to the page in its #fragment. 0600 like the token, since it holds the same secret.
+( umask 077; echo "http://$BIND/console/#dev-token=$(cat "$DATA/dev-token.txt")" > "$DATA/console-link.txt" )
 
 echo "demo: first sync into $STORAGE_URL"
 "$BIN/analytics-etl" sync >/dev/null
@@ -72,6 +76,8 @@ cat <<MSG
 
   Analytics API ready on http://$BIND  (OpenAPI docs: http://$BIND/docs)
   Dev token: $DATA/dev-token.txt
+  Query console: http://$BIND/console/ ; to log in with the dev token in one click, open the
+  link in $DATA/console-link.txt (xdg-open "\$(cat $DATA/console-link.txt)")
 
   curl -H "Authorization: Bearer \$(cat $DATA/dev-token.txt)" \\
        "http://$BIND/query?q=SELECT%20status,%20count(*)%20AS%20n%20FROM%20orders%20GROUP%20BY%201"

@@ -65,6 +65,9 @@ class ApiSettings(StorageSettings):
     # order zstd, br, gzip whatever the order here) and the smallest body worth compressing.
     compression_encodings: str = "zstd,br,gzip"
     compression_min_bytes: int = Field(1024, ge=0)
+    # The browser query console at /console (static files; a client of the public API).
+    console_enabled: bool = True
+    auth0_console_client_id: str = ""  # an Auth0 "Single Page Application"; empty: paste or dev token only
 
     @model_validator(mode="after")
     def _auth(self):  # noqa: ANN202 - pydantic hook
@@ -92,6 +95,8 @@ class ApiSettings(StorageSettings):
             parse_encodings(self.compression_encodings)
         except ValueError as exc:
             raise ValueError(f"COMPRESSION_ENCODINGS: {exc}") from None
+        if self.auth0_console_client_id and not domain:
+            raise ValueError("AUTH0_CONSOLE_CLIENT_ID needs AUTH0_DOMAIN (the tenant the console logs in with)")
         if not self.rate_limit_storage_url.startswith(("memory://", "redis://", "rediss://", "redis+sentinel://")):
             raise ValueError("RATE_LIMIT_STORAGE_URL must be memory:// or redis://")
         return self

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from analytics_api.compression import install_compression
+from analytics_api import console
 from analytics_api.config import ApiSettings, get_settings
 from analytics_api.handlers import install_error_handlers
 from analytics_api.metrics import SNAPSHOT_CREATED, SNAPSHOT_DELAY, SNAPSHOT_SWAPS
@@ -65,6 +66,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     if settings.metrics_enabled:
         app.include_router(metrics.router)
     install_compression(app, settings.compression_encoding_list, settings.compression_min_bytes)
+    if settings.console_enabled:
+        app.include_router(console.build_router(settings))
     if settings.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_credentials=False,
                            allow_methods=["GET", "POST", "OPTIONS"],
