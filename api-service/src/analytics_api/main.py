@@ -14,8 +14,8 @@ import anyio.to_thread
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from analytics_api.compression import install_compression
 from analytics_api import console
+from analytics_api.compression import install_compression
 from analytics_api.config import ApiSettings, get_settings
 from analytics_api.handlers import install_error_handlers
 from analytics_api.metrics import SNAPSHOT_CREATED, SNAPSHOT_DELAY, SNAPSHOT_SWAPS
