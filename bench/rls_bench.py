@@ -108,7 +108,7 @@ def setup(db: Path, work: Path, rows_wanted: int) -> dict:
         ids = [r[0] for r in con.execute("SELECT id FROM orders WHERE customer_id = ?", [customer]).fetchall()]
         methods, kept = [], 0
         for method, n in con.execute("SELECT method, count(*) FROM transactions GROUP BY 1 ORDER BY 2 DESC").fetchall():
-            if kept < rows_wanted:
+            if abs(kept + n - rows_wanted) < abs(kept - rows_wanted):  # as close to rows_wanted as the methods allow
                 methods.append(method)
                 kept += n
         total = con.execute("SELECT count(*) FROM transactions").fetchone()[0]
