@@ -61,10 +61,13 @@ async def prepare(services: Services, principal: Principal, snap: Snapshot, sql:
 
 
 async def compute(services: Services, snap: Snapshot, prepared: Prepared, fmt: Format, limit: int,
-                  cursor: Cursor | None = None) -> CachedResult:
-    """Run and render (inline for a known small shape, else in a worker thread)."""
+                  cursor: Cursor | None = None, *, inline: bool = True) -> CachedResult:
+    """Run and render (inline for a known small shape, else in a worker thread).
+
+    inline=False: always in a thread, for queries that run side by side (a batch): inline ones
+    would run one after another on the event loop."""
     entry = None
-    if fmt == "json" and cursor is None and services.hints.expects_small(prepared.shape):
+    if inline and fmt == "json" and cursor is None and services.hints.expects_small(prepared.shape):
         entry = _run_small(services, snap, prepared, limit)
     if entry is None:
         entry = await anyio.to_thread.run_sync(_run_and_render, services, snap, prepared, fmt, limit, cursor,
