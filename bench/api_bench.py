@@ -52,6 +52,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_harness.py, also when loaded by path
+from _harness import git  # noqa: E402
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV_BIN = Path(sys.executable).parent
@@ -1010,13 +1013,6 @@ def markdown(run: dict) -> str:
     return "\n".join(lines)
 
 
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "raw-serve":
         raw_serve(*sys.argv[2:])
@@ -1061,8 +1057,8 @@ def main() -> None:
     args.data_dir.mkdir(parents=True, exist_ok=True)
 
     # The servers import the code when they start: record which code that was.
-    git = {"commit": _git("rev-parse", "--short", "HEAD"),
-           "api_service_uncommitted": _git("status", "--porcelain", "api-service/src", "shared/src").splitlines()}
+    git = {"commit": git("rev-parse", "--short", "HEAD"),
+           "api_service_uncommitted": git("status", "--porcelain", "api-service/src", "shared/src").splitlines()}
     # Client processes are forked first, from a process that has not opened DuckDB or started threads.
     pool = multiprocessing.get_context("fork").Pool(args.connections)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the servers
@@ -1096,8 +1092,8 @@ def main() -> None:
 
 
 def soak_main(args) -> None:
-    git = {"commit": _git("rev-parse", "--short", "HEAD"),
-           "api_service_uncommitted": _git("status", "--porcelain", "api-service/src", "shared/src").splitlines()}
+    git = {"commit": git("rev-parse", "--short", "HEAD"),
+           "api_service_uncommitted": git("status", "--porcelain", "api-service/src", "shared/src").splitlines()}
     pool = multiprocessing.get_context("fork").Pool(args.soak_connections) if not shutil.which("wrk") else None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="api-soak-"))

@@ -122,7 +122,10 @@ def stall_cell(pool, port: int, token: str, orders: int, clients: int, duration:
     return {**ab.summarize(points, duration), "big": len(out[clients]["latencies"]) if with_stream else 0}
 
 
-def start_server(name: str, store: Path, work: Path, jwks: Path, workers: int, src: str | None) -> ab.Server:
+def start_server(name: str, store: Path, work: Path, jwks: Path, workers: int, src: str | None,
+                 extra_env: dict[str, str] | None = None) -> ab.Server:
+    """A Gunicorn API on `store`, tokens from `jwks`, no rate limit to speak of; ready when it returns.
+    src: another api-service/src to run instead of this checkout's."""
     from analytics_api.auth.local_issuer import LOCAL_AUDIENCE, LOCAL_ISSUER
 
     port = ab.free_port()
@@ -132,6 +135,7 @@ def start_server(name: str, store: Path, work: Path, jwks: Path, workers: int, s
            "RATE_LIMIT_REQUESTS": "100000000", "SNAPSHOT_CACHE_DIR": str(work / f"cache-{name}"),
            "PROMETHEUS_MULTIPROC_DIR": str(work / f"prometheus-{name}"),
            "GUNICORN_CMD_ARGS": f"--control-socket {work / f'{name}.ctl'}"}
+    env.update(extra_env or {})
     if src:
         env["PYTHONPATH"] = src
     server = ab.Server(name, [str(ab.VENV_BIN / "gunicorn"), "-c", "python:analytics_api.gunicorn_conf"], env, port,

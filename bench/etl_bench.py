@@ -22,11 +22,13 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_harness.py, also when loaded by path
+from _harness import run_json_child  # noqa: E402
 
 DEMO_TABLES = ["inventory", "products", "orders", "transactions", "customers"]
 # Workers are separate processes: the table list reaches them through the environment.
@@ -36,15 +38,7 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 def run_child(*args: str, env: dict[str, str] | None = None) -> dict:
     """Run this file as a worker; return its JSON result plus its peak RSS in MB."""
-    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"worker {args} failed with status {status}")
-    result = json.loads(out.strip().splitlines()[-1])
-    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024)
-    return result
+    return run_json_child(__file__, *args, env=env, what=f"worker {args}")
 
 
 def import_driver(source_url: str) -> None:

@@ -19,8 +19,8 @@ import argparse
 import http.client
 import json
 import multiprocessing
-import os
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import api_bench as ab  # noqa: E402 - the shared harness: snapshot, Gunicorn server, summaries
+from dashboard_bench import start_server  # noqa: E402
 
 WHITELIST = ab.ROOT / "shared" / "schemas" / "query_whitelist.json"
 CUSTOMER = "https://analytics.example.com/customer_id"
@@ -135,7 +136,7 @@ def main() -> None:
 
     import tempfile
 
-    from analytics_api.auth.local_issuer import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer
+    from analytics_api.auth.local_issuer import LocalIssuer
 
     store = ab.etl_snapshot(args.rows, args.data_dir)
     work = Path(tempfile.mkdtemp(prefix="rls-bench-"))
@@ -148,21 +149,14 @@ def main() -> None:
     tokens = {"api-filtered": issuer.mint(sub="customer", ttl_seconds=7200,
                                           **{CUSTOMER: facts["customer"], METHODS: facts["methods"]}),
               "api-unfiltered": issuer.mint(sub="staff", scopes="read:analytics read:all_rows", ttl_seconds=7200)}
-    port = ab.free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AUTH0_", "RATE_LIMIT_", "SNAPSHOT_"))},
-           "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(args.workers), "STORAGE_URL": f"file://{store}",
-           "AUTH0_JWKS_URL": f"file://{jwks}", "AUTH0_ISSUER": LOCAL_ISSUER, "AUTH0_API_AUDIENCE": LOCAL_AUDIENCE,
-           "RATE_LIMIT_REQUESTS": "100000000", "QUERY_WHITELIST_PATH": str(work / "whitelist.json"),
-           "SNAPSHOT_CACHE_DIR": str(work / "cache"), "PROMETHEUS_MULTIPROC_DIR": str(work / "prometheus"),
-           "GUNICORN_CMD_ARGS": f"--control-socket {work / 'api.ctl'}"}
-    server = ab.Server("api", [str(ab.VENV_BIN / "gunicorn"), "-c", "python:analytics_api.gunicorn_conf"], env, port,
-                       work / "api.log")
-    raw = ab.subprocess.Popen([sys.executable, __file__, "raw-serve", str(db), "2"], stdin=ab.subprocess.PIPE,
-                              stdout=ab.subprocess.PIPE, text=True)
+    server = start_server("api", store, work, jwks, args.workers, None,
+                          {"QUERY_WHITELIST_PATH": str(work / "whitelist.json")})
+    port = server.port
+    raw = subprocess.Popen([sys.executable, __file__, "raw-serve", str(db), "2"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
     methods = ", ".join(f"'{m}'" for m in facts["methods"])
     results: dict[tuple[str, str], dict] = {}
     try:
-        server.wait_ready("/ready")
         pool = multiprocessing.get_context("fork").Pool(args.connections)
         seed = 0
         for workload, sql in (("point", POINT), ("aggregate", AGGREGATE)):

@@ -52,6 +52,9 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_harness.py, also when loaded by path
+from _harness import git, run_json_child  # noqa: E402
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
@@ -599,14 +602,7 @@ class ApiHost:
 
 def run_etl_child(config: dict, log_path: Path) -> dict:
     with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, __file__, "etl", json.dumps(config)], stdout=subprocess.PIPE,
-                                stderr=log, text=True)
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"ETL sync failed ({status}); log: {log_path}")
-    result = json.loads(out.strip().splitlines()[-1])
-    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024)
+        result = run_json_child(__file__, "etl", json.dumps(config), stderr=log, what=f"ETL sync (log: {log_path})")
     result["phases"] = phases(log_path, result["started_wall"], result["seconds"])
     return result
 
@@ -913,13 +909,6 @@ def _gib(x: float) -> str:
     return f"{x * 1024:,.1f} MiB" if x < 1 else f"{x:,.1f} GiB"
 
 
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "moto":
         moto_serve(*sys.argv[2:])
@@ -965,8 +954,8 @@ def main() -> None:
         os.environ[name] = value
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "STORAGE_URL", "S3_BUCKET", "S3_ENDPOINT_URL"):
         os.environ.pop(name, None)
-    git = {"commit": _git("rev-parse", "--short", "HEAD"),
-           "uncommitted": _git("status", "--porcelain", "etl-service/src", "api-service/src", "shared/src").splitlines()}
+    git = {"commit": git("rev-parse", "--short", "HEAD"),
+           "uncommitted": git("status", "--porcelain", "etl-service/src", "api-service/src", "shared/src").splitlines()}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="snapshot-bench-"))
     work.mkdir(parents=True, exist_ok=True)
