@@ -55,8 +55,9 @@ async def prepare(services: Services, principal: Principal, snap: Snapshot, sql:
     params = bind_row_filters(principal, validated, params, services.whitelist.claims)
     # The bound claim values are part of every key: no cached answer crosses users.
     key = result_key(snap.version, validated.sql, params, fmt, limit, page and (page.offset, page.size, page.count))
-    shape = validated.shape if not validated.claims else (
-        validated.shape + "\x00" + orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode())
+    # The shape memory is per user too, but not per value of the query's own parameters.
+    shape = validated.shape if not validated.claims else validated.shape + "\x00" + orjson.dumps(
+        {k: v for k, v in params.items() if k.startswith(rls.PREFIX)}, option=orjson.OPT_SORT_KEYS).decode()
     return Prepared(sql=validated.sql, params=params, shape=shape, key=key, cacheable=validated.cacheable)
 
 

@@ -99,9 +99,10 @@ class SqlGuard:
         """What validate() would answer, when that needs no parsing: a statement seen before, or
         a short one filled into a template seen before (microseconds, fit for the event loop).
         None: validate() must parse it, which takes milliseconds per kB: call it off the loop."""
-        hit = self._cached(self._key(sql, schema, filtered))
+        key = self._key(sql, schema, filtered)  # fingerprints the whole schema: once per request
+        hit = self._cached(key)
         if hit is None and len(sql) <= INLINE_TEMPLATE_CHARS:
-            hit = self._from_template(sql, schema, self._key(sql, schema, filtered)[1], filtered, known_only=True)
+            hit = self._from_template(sql, schema, key[1], filtered, known_only=True)
         if isinstance(hit, QueryRejected):
             raise QueryRejected(hit.message)
         return hit
