@@ -7,8 +7,8 @@ One Gunicorn API (2 workers) on the ETL's demo snapshot.
   dashboard, rounds alternating which goes first.
 - stall: C clients send point lookups; p50/p99 alone, then while one more client sends
   unique 10-20 kB statements back to back (each one new to the guard). --baseline-src runs
-  the same stall cells against another api-service/src (e.g. a checkout of the commit before
-  validation moved off the event loop) in a second server, interleaved.
+  the same dashboards and stall cells against another api-service/src (e.g. a checkout of an
+  earlier commit) in a second server, interleaved.
 
     .venv/bin/python bench/dashboard_bench.py --rows 3300000 [--baseline-src /tmp/old/api-service/src]
 """
@@ -152,7 +152,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=3, help="point-lookup clients in the stall cells")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--baseline-src", default=None, help="another api-service/src for the stall cells")
+    parser.add_argument("--baseline-src", default=None, help="another api-service/src to compare with")
     parser.add_argument("--no-stall", dest="stall", action="store_false", help="only the dashboards")
     parser.add_argument("--data-dir", type=Path, default=ab.RESULTS / "api-data")
     args = parser.parse_args()
@@ -171,13 +171,14 @@ def main() -> None:
     pool = multiprocessing.get_context("fork").Pool(args.clients + 1)
     try:
         rng = random.Random(7)
-        times: dict[tuple[str, str], list[float]] = {}
-        port = servers["this"].port
+        times: dict[tuple[str, str, str], list[float]] = {}
         for weight, tiles in TILES.items():
             for n in range(args.dashboards):
                 x, i = rng.randint(0, 90_000) / 100, rng.randint(1, orders - 600)
-                for kind in (("sequential", "batch") if n % 2 == 0 else ("batch", "sequential")):
-                    times.setdefault((weight, kind), []).append(dashboard(port, token, tiles, x, i, kind == "batch"))
+                for name, server in (servers.items() if n % 2 == 0 else list(servers.items())[::-1]):
+                    for kind in (("sequential", "batch") if n % 2 == 0 else ("batch", "sequential")):
+                        times.setdefault((name, weight, kind), []).append(
+                            dashboard(server.port, token, tiles, x, i, kind == "batch"))
         stall: dict[tuple[str, bool], list[dict]] = {}
         seed = 0
         for r in range(args.rounds if args.stall else 0):
@@ -194,11 +195,12 @@ def main() -> None:
         for server in servers.values():
             server.stop()
     print(f"\n{args.rows:,}-row demo source, {args.workers} workers\n")
-    print("| dashboard of 10 tiles | 10 sequential GET /query | one POST /query/batch | batch vs sequential |\n"
-          "|---|---:|---:|---:|")
-    for weight in TILES:
-        seq, bat = (statistics.median(times[(weight, k)]) for k in ("sequential", "batch"))
-        print(f"| {weight} tiles | {seq * 1000:.1f} ms | {bat * 1000:.1f} ms | **{seq / bat:.2f}× faster** |")
+    print("| server | dashboard of 10 tiles | 10 sequential GET /query | one POST /query/batch | batch vs sequential |\n"
+          "|---|---|---:|---:|---:|")
+    for name in servers:
+        for weight in TILES:
+            seq, bat = (statistics.median(times[(name, weight, k)]) for k in ("sequential", "batch"))
+            print(f"| {name} | {weight} tiles | {seq * 1000:.1f} ms | {bat * 1000:.1f} ms | **{seq / bat:.2f}× faster** |")
     if not args.stall:
         return
     print(f"\n| server | point lookups alone: req/s, p50, p99 | with {args.clients} lookup clients + 1 stream of "

@@ -17,8 +17,9 @@ LATENCY = Histogram("analytics_api_request_duration_seconds", "Request duration"
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 QUERY_ROWS = Histogram("analytics_api_query_rows", "Rows returned per query",
                        buckets=(0, 1, 10, 100, 1000, 10_000, 100_000))
-INLINE_QUERIES = Counter("analytics_api_inline_queries_total",
-                         "Small query shapes run on the event loop: served there, or rerun in a thread", ["result"])
+SMALL_RESULTS = Counter("analytics_api_small_results_total",
+                        "Query shapes expected to return a few rows, fetched as tuples: served, or "
+                        "fetched again as Arrow because the answer was not small", ["result"])
 RESULT_CACHE = Counter("analytics_api_result_cache_total", "Result cache lookups", ["result"])
 REJECTED = Counter("analytics_api_queries_rejected_total", "Queries refused by the whitelist or limits", ["code"])
 SNAPSHOT_SWAPS = Counter("analytics_api_snapshot_loads_total", "Snapshot load attempts", ["result"])

@@ -23,7 +23,7 @@ def lookup_entry(version: str, i: int) -> tuple[str, CachedResult]:
     """A point lookup's key and entry, built by the code that builds them for requests."""
     row = {"id": i, "customer_id": i * 7 % 1000, "status": "shipped", "total": 12.5 + i,
            "ordered_at": "2026-11-01T10:00:00"}
-    result = SmallResult(data=[row], columns=COLUMNS, types=[c["type"] for c in COLUMNS], truncated=False,
+    result = SmallResult(data=[row], columns=COLUMNS, truncated=False,
                          elapsed_ms=0.1 + i / 1e5)
     key = result_key(version, f"SELECT * FROM orders WHERE id = {i}", None, "json", 10_000)
     return key, _entry(SimpleNamespace(version=version), result, result.data, "json")

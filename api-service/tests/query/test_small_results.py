@@ -71,7 +71,7 @@ def _json(data: list[dict]) -> bytes:
 @pytest.mark.parametrize("sql", PLAIN)
 def test_small_path_renders_what_the_arrow_path_renders(snapshot: Snapshot, watchdog: Watchdog, sql: str) -> None:
     arrow = execute_query(snapshot, sql, None, max_rows=1000, timeout=30, watchdog=watchdog)
-    small = execute_small(snapshot, sql, None, max_rows=1000, leash=30, watchdog=watchdog)
+    small = execute_small(snapshot, sql, None, max_rows=1000, timeout=30, watchdog=watchdog)
     assert small is not None
     assert _json(small.data) == _json(rows_as_dicts(arrow.table))
     assert small.columns == arrow.columns
@@ -81,14 +81,14 @@ def test_small_path_renders_what_the_arrow_path_renders(snapshot: Snapshot, watc
 @pytest.mark.parametrize("sql", LEFT_TO_ARROW)
 def test_values_python_cannot_render_faithfully_are_left_to_arrow(snapshot: Snapshot, watchdog: Watchdog,
                                                                  sql: str) -> None:
-    assert execute_small(snapshot, sql, None, max_rows=1000, leash=30, watchdog=watchdog) is None
+    assert execute_small(snapshot, sql, None, max_rows=1000, timeout=30, watchdog=watchdog) is None
     arrow = execute_query(snapshot, sql, None, max_rows=1000, timeout=30, watchdog=watchdog)
     assert arrow.table.num_rows >= 1
 
 
 def test_small_path_caps_rows_and_binds_parameters(snapshot: Snapshot, watchdog: Watchdog) -> None:
     small = execute_small(snapshot, "SELECT id FROM orders WHERE id <= $1 ORDER BY id", [10], max_rows=3,
-                          leash=30, watchdog=watchdog)
+                          timeout=30, watchdog=watchdog)
     assert small is not None and small.truncated is True
     assert small.data == [{"id": 1}, {"id": 2}, {"id": 3}]
 
@@ -97,27 +97,30 @@ def test_small_path_raises_the_query_s_own_errors(snapshot: Snapshot, watchdog: 
     from analytics_api.errors import QueryRejected
 
     with pytest.raises(QueryRejected, match="query failed"):
-        execute_small(snapshot, "SELECT no_such_column FROM orders", None, max_rows=10, leash=30, watchdog=watchdog)
+        execute_small(snapshot, "SELECT no_such_column FROM orders", None, max_rows=10, timeout=30, watchdog=watchdog)
     assert watchdog.pending() == 0
 
 
-def test_leash_interrupts_and_hands_the_query_back(snapshot: Snapshot, watchdog: Watchdog) -> None:
+def test_small_path_keeps_the_time_limit(snapshot: Snapshot, watchdog: Watchdog) -> None:
+    from analytics_api.errors import QueryTimeout
+
     slow = ("SELECT count(*) AS n FROM transactions a, transactions b, transactions c "
             "WHERE a.amount + b.amount > c.amount")
-    assert execute_small(snapshot, slow, None, max_rows=10, leash=0.01, watchdog=watchdog) is None
+    with pytest.raises(QueryTimeout, match="time limit"):
+        execute_small(snapshot, slow, None, max_rows=10, timeout=0.05, watchdog=watchdog)
     assert watchdog.pending() == 0
 
 
-def test_hints_remember_only_small_fast_plain_shapes() -> None:
-    hints = ShapeHints(capacity=2, fast_ms=5)
-    hints.record("a", rows=1, types=["BIGINT", "DECIMAL(12,2)", "TIMESTAMP"], elapsed_ms=0.5)
-    hints.record("b", rows=65, types=["BIGINT"], elapsed_ms=0.5)
+def test_hints_remember_only_small_plain_shapes() -> None:
+    hints = ShapeHints(capacity=2)
+    hints.record("a", rows=1, types=["BIGINT", "DECIMAL(12,2)", "TIMESTAMP"])
+    hints.record("b", rows=65, types=["BIGINT"])
     assert hints.expects_small("a") and not hints.expects_small("b")
-    hints.record("c", rows=1, types=["BIGINT"], elapsed_ms=6)
+    hints.record("c", rows=1, types=["BIGINT", "INTERVAL"])
     assert not hints.expects_small("c")
     assert not hints.expects_small("a")  # evicted: capacity 2
     for kind in ("TIMESTAMP WITH TIME ZONE", "INTERVAL", "INTEGER[]", "UUID", "STRUCT(a INTEGER)", "TIMESTAMP_NS"):
         assert not is_plain(kind), kind
-    hints.record("d", rows=1, types=["BIGINT"], elapsed_ms=1)
+    hints.record("d", rows=1, types=["BIGINT"])
     hints.forget("d")
     assert not hints.expects_small("d")

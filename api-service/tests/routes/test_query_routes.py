@@ -7,7 +7,6 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import io
 
-from analytics_api.query.small_results import ShapeHints
 from analytics_shared.manifest import read_manifest
 from analytics_shared.snapshot_files import fetch_snapshot
 
@@ -204,29 +203,50 @@ def test_temporal_values_are_iso_8601(client, auth) -> None:  # noqa: ANN001
                    "t": "01:02:03.250000", "missing": None}
 
 
-def _inline(result: str) -> float:
+def _small(result: str) -> float:
     from prometheus_client import REGISTRY
 
-    return REGISTRY.get_sample_value("analytics_api_inline_queries_total", {"result": result}) or 0.0
+    return REGISTRY.get_sample_value("analytics_api_small_results_total", {"result": result}) or 0.0
 
 
-def test_point_lookups_run_inline_after_the_first_and_answer_the_same(client, auth, monkeypatch) -> None:  # noqa: ANN001
-    # Which shapes count as small and how long an inline run may take are timing policies (the 5 ms
-    # threshold is tested in test_small_results.py). Lifted here so a loaded machine cannot decide
-    # the outcome: this test is about the routing and the answers.
-    client.app.state.services.hints = ShapeHints(fast_ms=float("inf"))
-    monkeypatch.setattr("analytics_api.query.answer.INLINE_LEASH_SECONDS", 60.0)
+def test_point_lookups_are_fetched_as_tuples_after_the_first_and_answer_the_same(client, auth) -> None:  # noqa: ANN001
     sql = "SELECT * FROM orders WHERE id = 7"
-    served = _inline("served")
-    first = client.get("/query", params={"q": sql}, headers=auth)  # unknown shape: thread + Arrow
-    assert _inline("served") == served
+    served = _small("served")
+    first = client.get("/query", params={"q": sql}, headers=auth)  # unknown shape: Arrow
+    assert _small("served") == served
     # Another literal, and max_rows so that the result cache does not answer the repeat.
     other = client.get("/query", params={"q": "SELECT * FROM orders WHERE id = 8"}, headers=auth)
     again = client.get("/query", params={"q": sql, "max_rows": "5"}, headers=auth)
-    assert _inline("served") == served + 2
+    assert _small("served") == served + 2
     assert first.status_code == other.status_code == again.status_code == 200
     assert again.json()["data"] == first.json()["data"] and again.json()["columns"] == first.json()["columns"]
     assert other.json()["data"][0]["id"] == 8
+
+
+def test_queries_never_run_on_the_event_loop(client, auth, monkeypatch) -> None:  # noqa: ANN001
+    """A point lookup included: one slow lookup on the loop would delay every other request."""
+    import asyncio
+
+    from analytics_api.query import answer
+
+    on_loop: list[bool] = []
+    for name in ("execute_small", "execute_query"):
+        original = getattr(answer, name)
+
+        def spy(*args, _original=original, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(True)
+            except RuntimeError:
+                on_loop.append(False)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(answer, name, spy)
+    for i in (11, 12, 13):
+        assert client.get("/query", params={"q": f"SELECT * FROM orders WHERE id = {i}"}, headers=auth).status_code == 200
+    body = {"queries": [{"sql": f"SELECT * FROM orders WHERE id = {i}"} for i in (14, 15)]}
+    assert client.post("/query/batch", json=body, headers=auth).status_code == 200
+    assert len(on_loop) == 5 and not any(on_loop)
 
 
 def test_new_statements_are_validated_off_the_event_loop(client, auth) -> None:  # noqa: ANN001
@@ -255,22 +275,17 @@ def test_new_statements_are_validated_off_the_event_loop(client, auth) -> None: 
     assert on_loop == [False, False]  # a known shape, another literal: filled in on the loop, no parse
 
 
-def test_an_inline_shape_that_turns_slow_or_large_is_rerun_in_a_thread(client, auth) -> None:  # noqa: ANN001
+def test_a_small_shape_that_turns_large_is_fetched_again_as_arrow(client, auth) -> None:  # noqa: ANN001
     services = client.app.state.services
-    slow = "SELECT count(*) AS n FROM transactions a, transactions b WHERE (a.amount * b.amount)::VARCHAR LIKE '%{}%'"
     large = "SELECT id FROM orders WHERE id <= {} ORDER BY id"
-    for template in (slow, large):
-        shape = services.guard.validate(template.format(1)).shape
-        services.hints.record(shape, rows=1, types=["BIGINT"], elapsed_ms=0.1)  # as if it had been a lookup
-    rerun = _inline("rerun")
-    r = client.get("/query", params={"q": slow.format(77)}, headers=auth)  # ~0.3 s: past the 20 ms leash
-    assert r.status_code == 200, r.text
-    assert r.json()["data"][0]["n"] > 0
+    shape = services.guard.validate(large.format(1)).shape
+    services.hints.record(shape, rows=1, types=["BIGINT"])  # as if it had been a lookup
+    rerun = _small("rerun")
     r = client.get("/query", params={"q": large.format(200)}, headers=auth)  # 200 rows: not small
     assert r.status_code == 200, r.text
     assert [d["id"] for d in r.json()["data"]] == list(range(1, 201))
-    assert _inline("rerun") == rerun + 2
-    assert not services.hints.expects_small(services.guard.validate(slow.format(1)).shape)
+    assert _small("rerun") == rerun + 1
+    assert not services.hints.expects_small(shape)
     assert services.watchdog.pending() == 0
 
 

@@ -285,9 +285,9 @@ def test_two_users_asking_the_same_sql_never_share_an_answer(api: TestClient, to
 
 
 def test_point_lookups_through_the_template_path_stay_filtered(api: TestClient, tokens: dict, oracles: dict) -> None:
-    """The inline small-result path and the literal template path, warmed by Alice, serving Bob."""
+    """The small-result (tuple) path and the literal template path, warmed by Alice, serving Bob."""
     ids = [row[0] for row in oracles["alice"].execute("SELECT id FROM orders ORDER BY id LIMIT 4").fetchall()]
-    for order_id in ids:  # warms the shape: the later lookups are filled into the template and run inline
+    for order_id in ids:  # warms the shape: the later lookups are filled into the template and fetched as tuples
         response = api.get("/query", params={"q": f"SELECT id, customer_id FROM orders WHERE id = {order_id}"},
                            headers=tokens["alice"])
         assert len(response.json()["data"]) == 1

@@ -1,11 +1,11 @@
 """The query path after auth: validate → authorize → ETag/cache → execute → render.
 
-Validating a statement the guard has not seen (parsing costs milliseconds per kB) and
-execution normally run in worker threads so neither blocks the event loop.
-A shape that returned a few plain rows quickly last time (a point lookup) runs on the
-loop instead, on a short leash: the thread hop and the Arrow round trip cost more than
-such a query itself. If the leash runs out, or the answer is not small after all, it is
-run again the general way; so the loop is never held longer than the leash.
+Validating a statement the guard has not seen (parsing costs milliseconds per kB) and every
+execution run in worker threads, bounded by the worker's query slots: the event loop only
+moves bytes, so a slow query never delays another request's answer. A shape that returned a
+few plain rows last time (a point lookup) is fetched as Python tuples instead of Arrow, which
+for one row costs a tenth as much; if the answer is not small after all, it is fetched again
+the Arrow way and the shape forgotten.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from starlette.responses import Response
 from analytics_api import rls
 from analytics_api.auth.tokens import Principal
 from analytics_api.errors import BadRequest
-from analytics_api.metrics import INLINE_QUERIES, QUERY_ROWS, RESULT_CACHE
+from analytics_api.metrics import QUERY_ROWS, RESULT_CACHE, SMALL_RESULTS
 from analytics_api.query.cache import CachedResult, result_key
 from analytics_api.query.executor import QueryResult, SmallResult, execute_query, execute_small
 from analytics_api.query.guard import ValidatedQuery
@@ -32,7 +32,6 @@ from analytics_api.services import Services
 from analytics_api.snapshots.database import Snapshot
 
 Params = list | dict | None
-INLINE_LEASH_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -62,17 +61,10 @@ async def prepare(services: Services, principal: Principal, snap: Snapshot, sql:
 
 
 async def compute(services: Services, snap: Snapshot, prepared: Prepared, fmt: Format, limit: int,
-                  cursor: Cursor | None = None, *, inline: bool = True) -> CachedResult:
-    """Run and render (inline for a known small shape, else in a worker thread).
-
-    inline=False: always in a thread, for queries that run side by side (a batch): inline ones
-    would run one after another on the event loop."""
-    entry = None
-    if inline and fmt == "json" and cursor is None and services.hints.expects_small(prepared.shape):
-        entry = _run_small(services, snap, prepared, limit)
-    if entry is None:
-        entry = await anyio.to_thread.run_sync(_run_and_render, services, snap, prepared, fmt, limit, cursor,
-                                               limiter=services.query_slots)
+                  cursor: Cursor | None = None) -> CachedResult:
+    """Run and render in a worker thread; cache the answer when it may be."""
+    entry = await anyio.to_thread.run_sync(_run_and_render, services, snap, prepared, fmt, limit, cursor,
+                                           limiter=services.query_slots)
     if prepared.cacheable:
         services.cache.put(snap.version, prepared.key, entry)
     return entry
@@ -130,30 +122,31 @@ def bind_row_filters(principal: Principal, validated: ValidatedQuery, params: Pa
 
 
 def _run_small(services: Services, snap: Snapshot, prepared: Prepared, limit: int) -> CachedResult | None:
-    """On the event loop, bounded by INLINE_LEASH_SECONDS; None: run it the general way."""
-    leash = min(INLINE_LEASH_SECONDS, services.settings.query_timeout_seconds)
-    result = execute_small(snap, prepared.sql, prepared.params, max_rows=limit, leash=leash,
-                           watchdog=services.watchdog)
+    """Rows as tuples for a shape expected to be small; None: it was not, take the Arrow path."""
+    result = execute_small(snap, prepared.sql, prepared.params, max_rows=limit,
+                           timeout=services.settings.query_timeout_seconds, watchdog=services.watchdog)
     if result is None:
-        INLINE_QUERIES.labels("rerun").inc()
+        SMALL_RESULTS.labels("rerun").inc()
         services.hints.forget(prepared.shape)
         return None
-    INLINE_QUERIES.labels("served").inc()
-    services.hints.record(prepared.shape, rows=len(result.data), types=result.types, elapsed_ms=result.elapsed_ms)
+    SMALL_RESULTS.labels("served").inc()
     return _entry(snap, result, result.data, "json")
 
 
 def _run_and_render(services: Services, snap: Snapshot, prepared: Prepared, fmt: Format, limit: int,
                     cursor: Cursor | None) -> CachedResult:
     """Blocking (worker thread): execution and serialization both stay off the event loop."""
+    if fmt == "json" and cursor is None and services.hints.expects_small(prepared.shape):
+        entry = _run_small(services, snap, prepared, limit)
+        if entry is not None:
+            return entry
     page = cursor.page if cursor else None
     result = execute_query(snap, prepared.sql, prepared.params, max_rows=limit,
                            timeout=services.settings.query_timeout_seconds, watchdog=services.watchdog,
                            offset=page.offset if page else 0, count_all=bool(page and page.count))
     if page is None:  # a truncated result says nothing about the shape's real size: treat it as large
         rows = SMALL_RESULT + 1 if result.truncated else result.table.num_rows
-        services.hints.record(prepared.shape, rows=rows, types=[c["type"] for c in result.columns],
-                              elapsed_ms=result.elapsed_ms)
+        services.hints.record(prepared.shape, rows=rows, types=[c["type"] for c in result.columns])
     more = {}
     if cursor is not None:  # a page: "truncated" means there is a next one
         more["next"] = cursor.following(snap.version) if result.truncated else None

@@ -1,8 +1,7 @@
 """Run one validated query on a snapshot: own cursor, deadline, row cap.
 
-Two ways out: Arrow batches (any size, any type; in a worker thread), and for query shapes
-known to return a few plain rows, Python tuples fetched on a short leash (see
-small_results.py and answer.py).
+Blocking: both run in a worker thread. Two ways out: Arrow batches (any size, any type), and
+for query shapes known to return a few plain rows, Python tuples (see small_results.py).
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ class QueryResult:
 class SmallResult:
     data: list[dict]  # JSON-ready rows
     columns: list[dict[str, str]]
-    types: list[str]
     truncated: bool
     elapsed_ms: float
 
@@ -74,16 +72,15 @@ def execute_query(snapshot: Snapshot, sql: str, params: list | dict | None, *, m
         return QueryResult(table=table, columns=columns, truncated=truncated,
                            elapsed_ms=(time.perf_counter() - started) * 1000, total_rows=total)
 
-    return _on_cursor(snapshot, timeout, watchdog, read, hand_back=False)  # type: ignore[return-value]
+    return _on_cursor(snapshot, timeout, watchdog, read)  # type: ignore[return-value]
 
 
 def execute_small(snapshot: Snapshot, sql: str, params: list | dict | None, *, max_rows: int,
-                  leash: float, watchdog: Watchdog) -> SmallResult | None:
-    """Fetch up to SMALL_RESULT rows as tuples, interrupted after `leash` seconds.
+                  timeout: float, watchdog: Watchdog) -> SmallResult | None:
+    """Fetch up to SMALL_RESULT rows as tuples.
 
-    None when the answer is not small and plain after all, or the leash ran out: the caller
-    then runs the query the general way (its own thread, the full time limit). Errors that
-    are the query's own (bad SQL, wrong parameter) are raised as they are on that path.
+    None when the answer is not small and plain after all: the caller then runs it the Arrow
+    way. Errors (bad SQL, wrong parameter, time limit) are raised as execute_query raises them.
     """
     started = time.perf_counter()
 
@@ -96,28 +93,21 @@ def execute_small(snapshot: Snapshot, sql: str, params: list | dict | None, *, m
         if data is None:
             return None
         return SmallResult(data=data[:max_rows], columns=[{"name": n, "type": t} for n, t in zip(names, types)],
-                           types=types, truncated=len(data) > max_rows,
+                           truncated=len(data) > max_rows,
                            elapsed_ms=(time.perf_counter() - started) * 1000)
 
-    return _on_cursor(snapshot, leash, watchdog, fetch, hand_back=True)
+    return _on_cursor(snapshot, timeout, watchdog, fetch)
 
 
-def _on_cursor(snapshot: Snapshot, seconds: float, watchdog: Watchdog, work: Callable[[duckdb.DuckDBPyConnection], T],
-               *, hand_back: bool) -> T | None:
-    """work(cursor) on a fresh cursor that the watchdog interrupts after `seconds`.
-
-    hand_back: an interrupt returns None (the caller runs the query again elsewhere)
-    instead of raising QueryTimeout. Engine errors become API errors.
-    """
+def _on_cursor(snapshot: Snapshot, seconds: float, watchdog: Watchdog,
+               work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """work(cursor) on a fresh cursor that the watchdog interrupts after `seconds`; engine
+    errors become API errors."""
     cursor = snapshot.conn.cursor()
     ticket = watchdog.arm(seconds, cursor.interrupt)
     error: Exception | None = None
     try:
         return work(cursor)
-    except duckdb.InterruptException as exc:
-        if hand_back:
-            return None
-        error = _api_error(exc, seconds)
     except duckdb.Error as exc:
         error = _api_error(exc, seconds)
     finally:

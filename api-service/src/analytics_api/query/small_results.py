@@ -77,14 +77,13 @@ def rows_to_dicts(names: Sequence[str], types: Sequence[str], rows: list[tuple])
 
 
 class ShapeHints:
-    """Which query shapes returned a few plain-typed rows, quickly, the last time they ran.
+    """Which query shapes returned a few plain-typed rows the last time they ran.
 
     Keyed by the guard's shape (literals replaced by markers), so the next lookup with
     another id is known to be small before it runs. Bounded LRU; thread-safe.
     """
 
-    def __init__(self, capacity: int = 4096, fast_ms: float = 5.0) -> None:
-        self._fast_ms = fast_ms
+    def __init__(self, capacity: int = 4096) -> None:
         self._small: LRUCache[str, bool] = LRUCache(capacity)
         self._lock = threading.Lock()
 
@@ -96,7 +95,7 @@ class ShapeHints:
         with self._lock:
             self._small.pop(shape, None)
 
-    def record(self, shape: str, *, rows: int, types: Sequence[str], elapsed_ms: float) -> None:
-        small = rows <= SMALL_RESULT and elapsed_ms <= self._fast_ms and all(is_plain(t) for t in types)
+    def record(self, shape: str, *, rows: int, types: Sequence[str]) -> None:
+        small = rows <= SMALL_RESULT and all(is_plain(t) for t in types)
         with self._lock:
             self._small[shape] = small

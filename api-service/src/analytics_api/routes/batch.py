@@ -80,6 +80,6 @@ async def _answer(services: Services, principal: Principal, snap: Snapshot, quer
         prepared = await prepare(services, principal, snap, sql, params, "json", limit)
         cached = services.cache.get(prepared.key) if prepared.cacheable else None
         RESULT_CACHE.labels("hit" if cached else "miss" if prepared.cacheable else "bypass").inc()
-        return (cached or await compute(services, snap, prepared, "json", limit, inline=False)).body
+        return (cached or await compute(services, snap, prepared, "json", limit)).body
     except ApiError as exc:
         return orjson.dumps({"success": False, "error": {"code": exc.code, "message": exc.message}})
