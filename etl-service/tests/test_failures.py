@@ -401,6 +401,23 @@ def test_connection_drop_mid_extract_marks_table_stale_and_keeps_last_good_data(
     assert_snapshot_matches()
 
 
+def test_a_sqlite_source_that_disappears_fails_clearly_and_creates_nothing(make_settings, store, tmp_path,
+                                                                          source_path) -> None:
+    """An unmounted volume or a mistyped path: SQLite would create an empty file and the run
+    would report every table as dropped."""
+    settings = make_settings()
+    run_sync(settings, store=store)
+    before, etag = verify_published(store, tmp_path)
+    moved = source_path.rename(tmp_path / "elsewhere.db")
+    with pytest.raises(SourceError, match=r"the SQLite file .*source\.db does not exist"):
+        run_sync(settings, store=store)
+    assert not source_path.exists(), "nothing may be created where the source was"
+    after, etag_after = verify_published(store, tmp_path)
+    assert etag_after == etag and after.version == before.version
+    moved.rename(source_path)
+    assert run_sync(settings, store=store)["status"] in ("published", "unchanged")
+
+
 # --------------------------------------------------------------------------- 5. malformed manifest
 
 

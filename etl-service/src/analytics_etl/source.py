@@ -6,6 +6,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -91,11 +92,24 @@ def create_source_engine(url: str) -> Engine:
         raise ConfigError(f"SOURCE_URL is not a usable SQLAlchemy URL: {exc}") from None
     except ImportError as exc:
         raise ConfigError(f"SOURCE_URL needs a driver that is not installed: {exc}") from None
+    _check_sqlite_file(engine.url)
     if engine.dialect.name == "mssql" and engine.dialect.driver == "pyodbc":
         @sa.event.listens_for(engine, "connect")
         def _add_converters(dbapi_conn, _record) -> None:  # noqa: ANN001
             dbapi_conn.add_output_converter(SQL_SS_TIMESTAMPOFFSET, decode_datetimeoffset)
     return engine
+
+
+def _check_sqlite_file(url: sa.engine.URL) -> None:
+    """SQLite creates a missing file on connect: a mistyped or unmounted path would sync an
+    empty database and report every table as dropped. Say what it is instead."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return
+    if not Path(database).is_file():
+        where = "" if Path(database).is_absolute() else f" (from {Path.cwd()})"
+        raise SourceError(f"SOURCE_URL: the SQLite file {database}{where} does not exist; "
+                          "nothing was created or synced")
 
 
 def split_name(qualified: str) -> tuple[str | None, str]:
