@@ -2,15 +2,18 @@
 while a stream of large unique queries arrives, side by side on one snapshot.
 
 One Gunicorn API (2 workers) on the ETL's demo snapshot.
-- batch: ten dashboard tiles (aggregates with a fresh literal each round, so no cache answers)
-  as ten sequential GET /query requests, then as one POST /query/batch; wall clock per
-  dashboard, rounds alternating which goes first.
+- dashboards: ten tiles (heavy: whole-table aggregates; light: narrow key ranges), each
+  dashboard with literals of its own (no answer from the result cache), as ten sequential
+  GET /query requests, as ten GETs spread over 6 keep-alive connections at once (a browser),
+  and as one POST /query/batch; wall clock per dashboard, the order rotating. --rtt-ms: also
+  through a proxy that delays every byte by half the round trip each way (bench/_netem.py),
+  as a client on a real network sees it.
 - stall: C clients send point lookups; p50/p99 alone, then while one more client sends
   unique 10-20 kB statements back to back (each one new to the guard). --baseline-src runs
   the same dashboards and stall cells against another api-service/src (e.g. a checkout of an
   earlier commit) in a second server, interleaved.
 
-    .venv/bin/python bench/dashboard_bench.py --rows 3300000 [--baseline-src /tmp/old/api-service/src]
+    .venv/bin/python bench/dashboard_bench.py --rows 3300000 [--rtt-ms 0,20] [--baseline-src /tmp/old/api-service/src]
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import api_bench as ab  # noqa: E402 - the shared harness: snapshot, Gunicorn server, summaries
+from _netem import DelayProxy  # noqa: E402
 
 HEAVY_TILES = [  # each aggregates a whole table (1.3M orders at 3.3M rows): tens of ms of DuckDB
     "SELECT count(*) AS n, sum(total) AS revenue FROM orders WHERE total > {x}",
@@ -61,26 +66,48 @@ LIGHT_TILES = [
 TILES = {"heavy": HEAVY_TILES, "light": LIGHT_TILES}
 
 
-def dashboard(port: int, token: str, tiles: list[str], x: float, i: int, batch: bool) -> float:
-    """Seconds for one dashboard's ten answers."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+BROWSER_CONNECTIONS = 6  # what a browser opens to one origin over HTTP/1.1
+MODES = ("sequential", "parallel", "batch")
+
+
+def dashboard(port: int, token: str, tiles: list[str], x: float, i: int, mode: str) -> float:
+    """Seconds for one dashboard's ten answers, on keep-alive connections opened beforehand.
+
+    sequential: one GET /query after another; parallel: the ten GETs spread over
+    BROWSER_CONNECTIONS connections at once (what a browser's fetch() calls do); batch: one
+    POST /query/batch."""
     headers = {"Authorization": f"Bearer {token}"}
     sqls = [t.format(x=f"{x:.2f}", i=i) for t in tiles]
-    started = time.perf_counter()
-    if batch:
-        conn.request("POST", "/query/batch", body=json.dumps({"queries": [{"sql": s} for s in sqls]}),
-                     headers={**headers, "Content-Type": "application/json"})
-        response = conn.getresponse()
-        body = json.loads(response.read())
-        assert response.status == 200 and all(r["success"] for r in body["results"]), body
-    else:
-        for sql in sqls:
-            conn.request("GET", "/query?q=" + quote(sql, safe=""), headers=headers)
+    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+             for _ in range(BROWSER_CONNECTIONS if mode == "parallel" else 1)]
+    for conn in conns:
+        conn.connect()
+
+    def get(conn: http.client.HTTPConnection, todo: list[str]) -> None:
+        while todo:
+            conn.request("GET", "/query?q=" + quote(todo.pop(), safe=""), headers=headers)
             response = conn.getresponse()
             assert response.status == 200, response.read()[:300]
             response.read()
+
+    started = time.perf_counter()
+    if mode == "batch":
+        conns[0].request("POST", "/query/batch", body=json.dumps({"queries": [{"sql": s} for s in sqls]}),
+                         headers={**headers, "Content-Type": "application/json"})
+        response = conns[0].getresponse()
+        body = json.loads(response.read())
+        assert response.status == 200 and all(r["success"] for r in body["results"]), body
+    elif mode == "sequential":
+        get(conns[0], sqls[::-1])
+    else:
+        threads = [threading.Thread(target=get, args=(conn, sqls)) for conn in conns]  # list.pop is atomic
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     elapsed = time.perf_counter() - started
-    conn.close()
+    for conn in conns:
+        conn.close()
     return elapsed
 
 
@@ -151,6 +178,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per stall cell")
     parser.add_argument("--clients", type=int, default=3, help="point-lookup clients in the stall cells")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rtt-ms", type=lambda v: [float(x) for x in v.split(",")], default=[0.0, 20.0],
+                        help="client round trips to measure the dashboards at (0: loopback; else a delay proxy)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--baseline-src", default=None, help="another api-service/src to compare with")
     parser.add_argument("--no-stall", dest="stall", action="store_false", help="only the dashboards")
@@ -171,14 +200,22 @@ def main() -> None:
     pool = multiprocessing.get_context("fork").Pool(args.clients + 1)
     try:
         rng = random.Random(7)
-        times: dict[tuple[str, str, str], list[float]] = {}
-        for weight, tiles in TILES.items():
-            for n in range(args.dashboards):
-                x, i = rng.randint(0, 90_000) / 100, rng.randint(1, orders - 600)
-                for name, server in (servers.items() if n % 2 == 0 else list(servers.items())[::-1]):
-                    for kind in (("sequential", "batch") if n % 2 == 0 else ("batch", "sequential")):
-                        times.setdefault((name, weight, kind), []).append(
-                            dashboard(server.port, token, tiles, x, i, kind == "batch"))
+        times: dict[tuple[int, str, str, str], list[float]] = {}
+        for rtt in args.rtt_ms:
+            ports = {name: server.port for name, server in servers.items()}
+            proxies = [DelayProxy(port, rtt) for port in ports.values()] if rtt else []
+            ports = {name: proxy.port for name, proxy in zip(ports, proxies)} if rtt else ports
+            for weight, tiles in TILES.items():
+                for n in range(args.dashboards):
+                    # Every dashboard gets literals of its own: no answer comes from the result cache.
+                    x, i = rng.randint(0, 90_000) / 100, rng.randint(1, orders - 600)
+                    for name in (list(ports) if n % 2 == 0 else list(ports)[::-1]):
+                        for mode in MODES[n % 3:] + MODES[:n % 3]:
+                            x, i = x + 0.01, i + 1
+                            times.setdefault((rtt, name, weight, mode), []).append(
+                                dashboard(ports[name], token, tiles, x, i, mode))
+            for proxy in proxies:
+                proxy.stop()
         stall: dict[tuple[str, bool], list[dict]] = {}
         seed = 0
         for r in range(args.rounds if args.stall else 0):
@@ -195,12 +232,15 @@ def main() -> None:
         for server in servers.values():
             server.stop()
     print(f"\n{args.rows:,}-row demo source, {args.workers} workers\n")
-    print("| server | dashboard of 10 tiles | 10 sequential GET /query | one POST /query/batch | batch vs sequential |\n"
-          "|---|---|---:|---:|---:|")
-    for name in servers:
-        for weight in TILES:
-            seq, bat = (statistics.median(times[(name, weight, k)]) for k in ("sequential", "batch"))
-            print(f"| {name} | {weight} tiles | {seq * 1000:.1f} ms | {bat * 1000:.1f} ms | **{seq / bat:.2f}× faster** |")
+    print("| round trip | server | dashboard of 10 tiles | 10 sequential GET /query | 10 GETs over "
+          f"{BROWSER_CONNECTIONS} connections | one POST /query/batch | batch vs sequential | batch vs parallel |\n"
+          "|---:|---|---|---:|---:|---:|---:|---:|")
+    for rtt in args.rtt_ms:
+        for name in servers:
+            for weight in TILES:
+                seq, par, bat = (statistics.median(times[(rtt, name, weight, m)]) for m in MODES)
+                print(f"| {rtt:g} ms | {name} | {weight} tiles | {seq * 1000:.1f} ms | {par * 1000:.1f} ms | "
+                      f"{bat * 1000:.1f} ms | **{seq / bat:.2f}×** | {par / bat:.2f}× |")
     if not args.stall:
         return
     print(f"\n| server | point lookups alone: req/s, p50, p99 | with {args.clients} lookup clients + 1 stream of "
