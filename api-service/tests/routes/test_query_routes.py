@@ -223,41 +223,13 @@ def test_point_lookups_are_fetched_as_tuples_after_the_first_and_answer_the_same
     assert other.json()["data"][0]["id"] == 8
 
 
-def test_queries_never_run_on_the_event_loop(client, auth, monkeypatch) -> None:  # noqa: ANN001
-    """A point lookup included: one slow lookup on the loop would delay every other request."""
+def _watch_loop(owner: object, name: str, monkeypatch, on_loop: list[bool]) -> None:  # noqa: ANN001
+    """Wrap owner.name to record, per call, whether it ran on the event loop's thread."""
     import asyncio
 
-    from analytics_api.query import answer
+    original = getattr(owner, name)
 
-    on_loop: list[bool] = []
-    for name in ("execute_small", "execute_query"):
-        original = getattr(answer, name)
-
-        def spy(*args, _original=original, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            try:
-                asyncio.get_running_loop()
-                on_loop.append(True)
-            except RuntimeError:
-                on_loop.append(False)
-            return _original(*args, **kwargs)
-
-        monkeypatch.setattr(answer, name, spy)
-    for i in (11, 12, 13):
-        assert client.get("/query", params={"q": f"SELECT * FROM orders WHERE id = {i}"}, headers=auth).status_code == 200
-    body = {"queries": [{"sql": f"SELECT * FROM orders WHERE id = {i}"} for i in (14, 15)]}
-    assert client.post("/query/batch", json=body, headers=auth).status_code == 200
-    assert len(on_loop) == 5 and not any(on_loop)
-
-
-def test_new_statements_are_validated_off_the_event_loop(client, auth) -> None:  # noqa: ANN001
-    """Parsing a 10-20 kB statement takes tens of ms: on the loop it would stall every lookup."""
-    import asyncio
-
-    guard = client.app.state.services.guard
-    on_loop: list[bool] = []
-    original = guard.validate
-
-    def validate(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         try:
             asyncio.get_running_loop()
             on_loop.append(True)
@@ -265,7 +237,27 @@ def test_new_statements_are_validated_off_the_event_loop(client, auth) -> None: 
             on_loop.append(False)
         return original(*args, **kwargs)
 
-    guard.validate = validate
+    monkeypatch.setattr(owner, name, spy)
+
+
+def test_queries_never_run_on_the_event_loop(client, auth, monkeypatch) -> None:  # noqa: ANN001
+    """A point lookup included: one slow lookup on the loop would delay every other request."""
+    from analytics_api.query import answer
+
+    on_loop: list[bool] = []
+    for name in ("execute_small", "execute_query"):
+        _watch_loop(answer, name, monkeypatch, on_loop)
+    for i in (11, 12, 13):
+        assert client.get("/query", params={"q": f"SELECT * FROM orders WHERE id = {i}"}, headers=auth).status_code == 200
+    body = {"queries": [{"sql": f"SELECT * FROM orders WHERE id = {i}"} for i in (14, 15)]}
+    assert client.post("/query/batch", json=body, headers=auth).status_code == 200
+    assert len(on_loop) == 5 and not any(on_loop)
+
+
+def test_new_statements_are_validated_off_the_event_loop(client, auth, monkeypatch) -> None:  # noqa: ANN001
+    """Parsing a 10-20 kB statement takes tens of ms: on the loop it would stall every lookup."""
+    on_loop: list[bool] = []
+    _watch_loop(client.app.state.services.guard, "validate", monkeypatch, on_loop)
     big = "SELECT count(*) AS n FROM orders WHERE id IN (" + ", ".join(str(i) for i in range(2500)) + ")"
     assert len(big) > 10_000
     assert client.get("/query", params={"q": big}, headers=auth).status_code == 200
