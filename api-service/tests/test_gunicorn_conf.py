@@ -1,0 +1,27 @@
+"""Gunicorn hooks that set up each worker process."""
+
+from __future__ import annotations
+
+import sys
+
+from analytics_api import gunicorn_conf
+
+
+def test_each_worker_hands_the_gil_back_to_its_event_loop_every_millisecond() -> None:
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        gunicorn_conf.post_fork(server=None, worker=None)
+        assert sys.getswitchinterval() == gunicorn_conf.GIL_SWITCH_INTERVAL_SECONDS == 0.001
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_the_repository_config_file_exports_every_hook() -> None:
+    """api-service/gunicorn.conf.py re-exports the package's settings; hooks must be named there."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "gunicorn.conf.py").read_text()
+    hooks = [name for name in ("on_starting", "post_fork", "child_exit", "on_exit") if hasattr(gunicorn_conf, name)]
+    assert hooks == ["on_starting", "post_fork", "child_exit", "on_exit"]
+    assert all(name in text for name in hooks), text
