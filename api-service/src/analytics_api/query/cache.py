@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import sys
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import orjson
+from cachetools import LRUCache
 
-# Per entry, beyond the sizes sys.getsizeof reports: the OrderedDict's hash-table slot and
-# linked-list node, the (entry, cost) pair, allocator rounding. With it a point lookup is
+# Per entry, beyond the sizes sys.getsizeof reports: the LRUCache's slots (its dict, its size
+# dict and its order's linked-list node), allocator rounding. With it a point lookup is
 # charged 1,314 bytes for the 1,065 tracemalloc sees it hold (header names are shared
 # constants but charged to every entry); tests/query/test_result_cache.py holds the
 # budget to the memory really held.
@@ -60,22 +60,25 @@ class ResultCache:
     def __init__(self, max_bytes: int, max_entry_fraction: float = 0.25) -> None:
         self.max_bytes = max_bytes
         self.max_entry = int(max_bytes * max_entry_fraction)
-        self._entries: OrderedDict[str, tuple[CachedResult, int]] = OrderedDict()
+        self._entries = self._empty()
         self._version: str | None = None
         self._lock = threading.Lock()
-        self.size = 0
+
+    def _empty(self) -> LRUCache[str, tuple[CachedResult, int]]:
+        return LRUCache(self.max_bytes, getsizeof=lambda pair: pair[1])  # evicts least recent past the budget
 
     @property
     def version(self) -> str | None:
         return self._version
 
+    @property
+    def size(self) -> int:
+        return int(self._entries.currsize)
+
     def get(self, key: str) -> CachedResult | None:
         with self._lock:
             found = self._entries.get(key)
-            if found is None:
-                return None
-            self._entries.move_to_end(key)
-            return found[0]
+            return None if found is None else found[0]
 
     def put(self, version: str, key: str, entry: CachedResult) -> None:
         """Keep `entry` (computed on snapshot `version`) if it is the version being served."""
@@ -87,25 +90,19 @@ class ResultCache:
             if version != self._version or key in self._entries:
                 return
             self._entries[key] = (entry, cost)
-            self.size += cost
-            while self.size > self.max_bytes and self._entries:
-                _, (_, old) = self._entries.popitem(last=False)
-                self.size -= old
 
     def retain(self, version: str) -> None:
         """The snapshot being served is now `version`: drop every other version's entries."""
         with self._lock:
             if version == self._version:
                 return
-            old, self._entries = self._entries, OrderedDict()
+            old, self._entries = self._entries, self._empty()
             self._version = version
-            self.size = 0
         old.clear()  # freed after the lock is released
 
     def clear(self) -> None:
         with self._lock:
-            self._entries = OrderedDict()
-            self.size = 0
+            self._entries = self._empty()
 
     def __len__(self) -> int:
         return len(self._entries)
