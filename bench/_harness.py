@@ -20,6 +20,11 @@ def git(*args: str) -> str:
         return ""
 
 
+def code_state(*paths: str) -> dict:
+    """Which code a benchmark measured: the commit, and the files under `paths` changed since."""
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": git("status", "--porcelain", *paths).splitlines()}
+
+
 def run_json_child(script: str, *args: str, env: dict[str, str] | None = None, stderr: IO | None = None,
                    what: str = "worker") -> dict:
     """Run `script` as a child process; its last stdout line is JSON. Returns it plus the child's

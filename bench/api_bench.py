@@ -53,7 +53,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_harness.py, also when loaded by path
-from _harness import git  # noqa: E402
+from _harness import code_state  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -1057,8 +1057,7 @@ def main() -> None:
     args.data_dir.mkdir(parents=True, exist_ok=True)
 
     # The servers import the code when they start: record which code that was.
-    git = {"commit": git("rev-parse", "--short", "HEAD"),
-           "api_service_uncommitted": git("status", "--porcelain", "api-service/src", "shared/src").splitlines()}
+    code = code_state("api-service/src", "shared/src")
     # Client processes are forked first, from a process that has not opened DuckDB or started threads.
     pool = multiprocessing.get_context("fork").Pool(args.connections)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the servers
@@ -1076,14 +1075,14 @@ def main() -> None:
         pool.join()
         shutil.rmtree(work, ignore_errors=True)
     finished = datetime.now(UTC)
-    report = {"date": finished.isoformat(), "command": " ".join([Path(sys.executable).name, *sys.argv]), "git": git,
+    report = {"date": finished.isoformat(), "command": " ".join([Path(sys.executable).name, *sys.argv]), "git": code,
               "cpus": os.cpu_count(), "args": {k: str(v) for k, v in vars(args).items()},
               "runs": [{**r, "targets": ratios(r)} for r in runs]}
     out = args.out or RESULTS / f"api-{finished:%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
-    if git["api_service_uncommitted"]:
-        print(f"# measured on {git['commit']} with uncommitted changes: {', '.join(git['api_service_uncommitted'])}")
+    if code["uncommitted"]:
+        print(f"# measured on {code['commit']} with uncommitted changes: {', '.join(code['uncommitted'])}")
     print(f"# {args.connections} client processes and {args.workers}+{args.workers} server workers share "
           f"{os.cpu_count()} cores; {args.duration:g} s per cell after {args.warmup:g} s warm-up; JSON: {out}\n")
     for r in runs:
@@ -1092,8 +1091,7 @@ def main() -> None:
 
 
 def soak_main(args) -> None:
-    git = {"commit": git("rev-parse", "--short", "HEAD"),
-           "api_service_uncommitted": git("status", "--porcelain", "api-service/src", "shared/src").splitlines()}
+    code = code_state("api-service/src", "shared/src")
     pool = multiprocessing.get_context("fork").Pool(args.soak_connections) if not shutil.which("wrk") else None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="api-soak-"))
@@ -1106,15 +1104,15 @@ def soak_main(args) -> None:
         shutil.rmtree(work, ignore_errors=True)
     finished = datetime.now(UTC)
     verdict, ok = soak_verdict(run)
-    report = {"date": finished.isoformat(), "command": " ".join([Path(sys.executable).name, *sys.argv]), "git": git,
+    report = {"date": finished.isoformat(), "command": " ".join([Path(sys.executable).name, *sys.argv]), "git": code,
               "cpus": os.cpu_count(), "args": {k: str(v) for k, v in vars(args).items()}, "soak": run,
               "verdict": verdict, "flat": ok}
     out = args.out or RESULTS / f"api-soak-{finished:%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
-    if git["api_service_uncommitted"]:
-        print(f"# measured on {git['commit']} with uncommitted changes: {', '.join(git['api_service_uncommitted'])}")
-    print(f"# soak on {git['commit']}; JSON: {out}\n")
+    if code["uncommitted"]:
+        print(f"# measured on {code['commit']} with uncommitted changes: {', '.join(code['uncommitted'])}")
+    print(f"# soak on {code['commit']}; JSON: {out}\n")
     print(soak_markdown(run))
 
 

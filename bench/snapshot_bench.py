@@ -53,7 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_harness.py, also when loaded by path
-from _harness import git, run_json_child  # noqa: E402
+from _harness import code_state, run_json_child  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -954,8 +954,7 @@ def main() -> None:
         os.environ[name] = value
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "STORAGE_URL", "S3_BUCKET", "S3_ENDPOINT_URL"):
         os.environ.pop(name, None)
-    git = {"commit": git("rev-parse", "--short", "HEAD"),
-           "uncommitted": git("status", "--porcelain", "etl-service/src", "api-service/src", "shared/src").splitlines()}
+    code = code_state("etl-service/src", "api-service/src", "shared/src")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="snapshot-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -975,7 +974,7 @@ def main() -> None:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
     finished = datetime.now(UTC)
-    report = {"date": finished.isoformat(), "command": " ".join([Path(sys.executable).name, *sys.argv]), "git": git,
+    report = {"date": finished.isoformat(), "command": " ".join([Path(sys.executable).name, *sys.argv]), "git": code,
               "cpus": os.cpu_count(), "chunked": chunked, "prices": PRICES, "moto_peak_rss_mb": moto_peak,
               "args": {k: str(v) for k, v in vars(args).items()}, "runs": runs,
               "link": {"mbps": args.link_mbps, "latency_ms": args.latency_ms},
@@ -984,8 +983,8 @@ def main() -> None:
     out = args.out or RESULTS / f"snapshot-{finished:%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))
-    if git["uncommitted"]:
-        print(f"# measured on {git['commit']} with uncommitted changes: {', '.join(git['uncommitted'])}")
+    if code["uncommitted"]:
+        print(f"# measured on {code['commit']} with uncommitted changes: {', '.join(code['uncommitted'])}")
     print(f"# JSON: {out}\n")
     print(markdown(report))
 
