@@ -45,7 +45,7 @@ class EtlSettings(StorageSettings):
     delete_reconcile_every: int = Field(10, ge=0)
     history_keep: int = Field(24, ge=1)
     # Format 2 (chunks) by default; 1 keeps publishing whole files for API hosts not yet upgraded.
-    manifest_format: Literal[1, 2] = 2
+    manifest_format: int = Field(2, ge=1, le=2)  # an int, not Literal[1, 2]: the environment gives text
     chunk_size: ChunkSize = ByteSize(256 * 1024)
     upload_concurrency: int = Field(8, ge=1, le=64)
     # A superseded version (its index and chunks) stays at least this long, so a reader still
