@@ -52,7 +52,7 @@ def test_an_error_is_raised_after_the_items_queued_before_it():
 
     got = []
     with pytest.raises(RuntimeError, match="connection dropped"):
-        for item in pipe(failing(), depth=4, name="test-pipe"):
+        for item in pipe([failing()], depth=4, name="test-pipe"):
             got.append(item)
     assert got == [1, 2]
 
@@ -69,7 +69,7 @@ def test_a_consumer_that_stops_early_releases_the_producer_and_closes_its_source
         finally:
             closed.set()
 
-    stream = pipe(endless(), depth=1, name="test-pipe")
+    stream = pipe([endless()], depth=1, name="test-pipe")
     assert next(stream) == 0
     stream.close()  # joins the producer: it must see the close instead of waiting for a slot
     assert closed.is_set()
@@ -84,11 +84,8 @@ def test_closing_drops_what_is_queued_and_later_puts_are_refused():
 
 
 def test_several_producers_end_the_iteration_only_when_all_finished():
-    channel: Channel[int] = Channel(depth=2, producers=3)
-    threads = [start(lambda k=k: feed(channel, iter(range(k * 10, k * 10 + 5))), f"test-{k}") for k in range(3)]
-    assert sorted(channel) == [k * 10 + i for k in range(3) for i in range(5)]
-    for thread in threads:
-        thread.join()
+    sources = [iter(range(k * 10, k * 10 + 5)) for k in range(3)]
+    assert sorted(pipe(sources, depth=2, name="test-pipe")) == [k * 10 + i for k in range(3) for i in range(5)]
 
 
 def test_one_failing_producer_stops_the_others():

@@ -126,12 +126,15 @@ def start(target: Callable[[], None], name: str) -> threading.Thread:
     return thread
 
 
-def pipe(items: Iterable[T], depth: int, name: str) -> Iterator[T]:
-    """`items`, produced in a thread of their own, at most `depth` ahead of the consumer."""
-    channel: Channel[T] = Channel(depth)
-    thread = start(lambda: feed(channel, items), name)
+def pipe(sources: list[Iterable[T]], depth: int, name: str) -> Iterator[T]:
+    """The items of every source, each source produced in a thread of its own, together at
+    most `depth` ahead of the consumer. Stopping early stops the producers and waits for
+    them: each finishes at most the item it was building."""
+    channel: Channel[T] = Channel(depth, producers=len(sources))
+    threads = [start(lambda source=source: feed(channel, source), f"{name}-{i}") for i, source in enumerate(sources)]
     try:
         yield from channel
     finally:
         channel.close()
-        thread.join()
+        for thread in threads:
+            thread.join()

@@ -118,7 +118,7 @@ def prefetch(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.R
     DuckDB releases the GIL while it inserts, so fetching and loading overlap on two
     cores; memory stays bounded at `depth` + 1 batches.
     """
-    return pipe(batches, depth, "extract-prefetch")
+    return pipe([batches], depth, "extract-prefetch")
 
 
 def stream_batches(conn: sa.Connection, stmt: sa.Executable, builder: BatchBuilder,

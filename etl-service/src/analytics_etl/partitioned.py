@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 import pyarrow as pa
 import sqlalchemy as sa
 
-from analytics_etl.channel import Channel, feed, start
+from analytics_etl.channel import pipe
 
 KeyRange = tuple[int | None, int | None]  # [start, end); None: open on that side
 
@@ -84,8 +84,6 @@ def read_ranges(native_url: str, queries: list[str], workers: int,
     import connectorx
 
     pending = deque(queries)
-    workers = max(1, min(workers, len(queries)))
-    channel: Channel[pa.Table] = Channel(depth=1, producers=workers)
 
     def claimed() -> Iterator[pa.Table]:
         while True:
@@ -95,11 +93,5 @@ def read_ranges(native_url: str, queries: list[str], workers: int,
                 return
             yield convert(connectorx.read_sql(native_url, query, return_type="arrow"))
 
-    threads = [start(lambda: feed(channel, claimed()), f"extract-range-{i}") for i in range(workers)]
-    try:
-        yield from channel
-    finally:
-        channel.close()
-        pending.clear()
-        for thread in threads:
-            thread.join()
+    workers = max(1, min(workers, len(queries)))
+    return pipe([claimed() for _ in range(workers)], depth=1, name="extract-range")
