@@ -9,7 +9,8 @@ Each contender runs in its own process so peak RSS (wait4's ru_maxrss) is its ow
     .venv/bin/python bench/etl_bench.py --partitions [--rows 3300000] [--rounds 2]
 
 --partitions: PostgreSQL full loads, READ_PARTITIONS=1 (one stream per table) against
-READ_PARTITIONS=2 (key ranges read in parallel), alternating, each in a fresh process and state.
+READ_PARTITIONS=2 (key ranges read by two workers), alternating, each in a fresh process and
+state, with the load average before each run.
 
 --growth measures how the ETL's own runs grow with the database (SQLite source, file store):
 a full load, a sync after 1% of rows changed, a quiet sync (nothing changed since; its lookback
@@ -161,8 +162,9 @@ def partition_compare(rows: int, work: Path, rounds: int) -> dict:
     for i in range(rounds):
         for partitions in ("1", "2"):
             store, state = work / f"store-{partitions}-{i}", work / f"state-{partitions}-{i}"
+            load = os.getloadavg()[0]  # other work on the shared cores skews a run: say how much there was
             runs[partitions].append(run_child("etl", PG_URL, str(store), str(state),
-                                              env={"READ_PARTITIONS": partitions}))
+                                              env={"READ_PARTITIONS": partitions}) | {"load": load})
             shutil.rmtree(store), shutil.rmtree(state)
     best = {p: min(r["seconds"] for r in rs) for p, rs in runs.items()}
     return {"rows": runs["1"][0]["rows"], "rounds": rounds,
@@ -170,6 +172,7 @@ def partition_compare(rows: int, work: Path, rounds: int) -> dict:
             "single_peak_rss_mb": [r["peak_rss_mb"] for r in runs["1"]],
             "partitioned_seconds": [round(r["seconds"], 2) for r in runs["2"]],
             "partitioned_peak_rss_mb": [r["peak_rss_mb"] for r in runs["2"]],
+            "load_before": {p: [round(r["load"], 2) for r in rs] for p, rs in runs.items()},
             "speedup_best": round(best["1"] / best["2"], 2)}
 
 

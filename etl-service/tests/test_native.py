@@ -3,17 +3,19 @@ loads from a real PostgreSQL source."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import connectorx
 import duckdb
 import psycopg
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.mssql import pyodbc
 
 from analytics_etl.config import get_settings
-from analytics_etl.native import estimated_rows_sql, mssql_native_url, native_source_url
+from analytics_etl.native import estimated_rows_sql, mssql_native_url, native_source_url, rescale_decimals
 from analytics_etl.pipeline import run_sync
 from analytics_etl.source import SourceColumn, TableSpec
 from analytics_shared.manifest import read_manifest
@@ -88,14 +90,16 @@ def test_large_postgres_tables_load_in_key_partitions(pg: psycopg.Connection, sc
     pg.execute(f"INSERT INTO {schema}.pair SELECT i, i FROM generate_series(1, 5000) i")
     pg.execute(f"ANALYZE {schema}.big")
     pg.execute(f"ANALYZE {schema}.pair")
-    calls: list[dict] = []
+    calls: list[tuple[str, str]] = []
     real = connectorx.read_sql
-    monkeypatch.setattr(connectorx, "read_sql", lambda conn, query, **kw: calls.append(kw) or real(conn, query, **kw))
+    monkeypatch.setattr(connectorx, "read_sql", lambda conn, query, **kw: calls.append(
+        (kw["return_type"], query)) or real(conn, query, **kw))
     settings = make_settings(source_url=pg_url, tables_to_sync=f"{schema}.big,{schema}.pair",
-                             read_partitions=3, partition_min_rows=10000, batch_size=1000)
+                             read_partitions=3, partition_min_rows=10000, batch_size=2500)
     assert run_sync(settings)["status"] == "published"
-    assert [c.get("partition_on") for c in calls] == ["id", None]  # a composite key is one stream
-    assert calls[0]["partition_num"] == 3
+    # big: a row-less probe, then 20000 / (2 x 2500) = 4 key ranges; pair (composite key): one stream.
+    assert [kind for kind, _ in calls] == ["arrow"] * 5 + ["arrow_stream"]
+    assert sum("id >= " in query for _, query in calls) == 3 and "pair" in calls[-1][1]
     manifest, _ = read_manifest(store)
     assert manifest.tables["big"].rows == 20000 and manifest.tables["pair"].rows == 5000
     local = tmp_path / "published.db"
@@ -104,3 +108,15 @@ def test_large_postgres_tables_load_in_key_partitions(pg: psycopg.Connection, sc
         got = con.execute("SELECT count(DISTINCT id), sum(id), sum(n), max(v) FROM big").fetchone()
     want = pg.execute(f"SELECT count(DISTINCT id), sum(id), sum(n), max(v) FROM {schema}.big").fetchone()
     assert got == tuple(want)  # every range read once: no row lost or doubled at the boundaries
+
+
+def test_decimals_arrive_at_the_column_scale_unless_a_value_needs_more():
+    wide = pa.decimal128(38, 10)
+    table = pa.table({"n": pa.array([Decimal("12.34"), None, Decimal("-0.50")], wide),
+                      "m": pa.array([Decimal("1.005"), Decimal("2"), None], wide),
+                      "k": pa.array([1, 2, 3], pa.int64())})
+    out = rescale_decimals(table, [("n", "DECIMAL(12,2)"), ("m", "DECIMAL(12,2)"), ("k", "BIGINT")])
+    assert out.schema.field("n").type == pa.decimal128(12, 2)
+    assert out.column("n").to_pylist() == [Decimal("12.34"), None, Decimal("-0.50")]
+    # 1.005 does not fit two decimals exactly: that column stays as read; DuckDB's cast decides.
+    assert out.column("m").equals(table.column("m")) and out.column("k").equals(table.column("k"))

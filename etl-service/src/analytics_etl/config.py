@@ -55,9 +55,10 @@ class EtlSettings(StorageSettings):
     etl_state_dir: Path = Path("./data/etl-state")
     batch_size: int = Field(50_000, ge=100)
     # Full loads of tables with one integer key and at least PARTITION_MIN_ROWS rows (the
-    # catalog's estimate) read this many key ranges in parallel (PostgreSQL, SQL Server).
-    # 1 by default: on a busy 2-core host two ranges were no faster (docs/benchmarks.md).
-    read_partitions: int = Field(1, ge=1, le=16)
+    # catalog's estimate) are read as many small key ranges by this many workers while DuckDB
+    # inserts (PostgreSQL, SQL Server); 1 = one connectorx stream. 2: faster than one stream
+    # even on a 2-core host shared with the source, at ~100 MB more peak memory (docs/benchmarks.md).
+    read_partitions: int = Field(2, ge=1, le=16)
     partition_min_rows: int = Field(1_000_000, ge=0)
     # Bounds the build's buffer pool, which otherwise keeps every block it wrote or read (up to 80%
     # of the RAM). 512MB: a 1 % change to a 55M-row source needs ~300 MB for its largest table

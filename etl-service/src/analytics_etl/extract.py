@@ -8,16 +8,14 @@ The SQL comes from source.py (full and key reads) and cursor.py (changed rows).
 from __future__ import annotations
 
 import json
-import queue
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
 
+from analytics_etl.channel import pipe
 from analytics_etl.types import TIMESTAMPTZ
 from analytics_shared.logging import get_logger
 
@@ -120,41 +118,7 @@ def prefetch(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.R
     DuckDB releases the GIL while it inserts, so fetching and loading overlap on two
     cores; memory stays bounded at `depth` + 1 batches.
     """
-    done = object()
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                while not stop.is_set():
-                    try:
-                        q.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(done)
-        except BaseException as exc:  # handed to the consumer, re-raised there
-            q.put(exc)
-        finally:
-            if stop.is_set() and hasattr(batches, "close"):
-                batches.close()
-
-    worker = threading.Thread(target=produce, name="extract-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join()
+    return pipe([batches], depth, "extract-prefetch")
 
 
 def stream_batches(conn: sa.Connection, stmt: sa.Executable, builder: BatchBuilder,

@@ -17,24 +17,21 @@ reload (schema drift) has its read discarded.
 from __future__ import annotations
 
 import contextlib
-import queue
-import threading
 from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 import sqlalchemy as sa
 
+from analytics_etl.channel import Channel, feed, start
 from analytics_etl.config import EtlSettings
 from analytics_etl.cursor import select_since_rowversion, select_since_timestamp, since_value
 from analytics_etl.extract import BatchBuilder
 from analytics_etl.source import TableSpec
-from analytics_shared.errors import SourceError
 from analytics_shared.logging import get_logger
 from analytics_shared.manifest import Manifest, TableEntry
 
 log = get_logger(__name__)
 Stream = Callable[[sa.Connection, sa.Executable, BatchBuilder, int], Iterator[pa.RecordBatch]]
-_DONE = object()
 
 
 def should_read_ahead(spec: TableSpec, prev: TableEntry | None) -> bool:
@@ -69,95 +66,47 @@ def start_read_ahead(engine: sa.Engine, specs: dict[str, TableSpec], manifest: M
 
 
 class ReadAhead:
+    """One reader thread, one bounded channel per planned table (channel.py)."""
+
     def __init__(self, engine: sa.Engine, plans: dict[str, tuple[sa.Select, BatchBuilder]], stream: Stream,
                  batch_size: int, depth: int = 2) -> None:
         self._plans = plans
-        self._queues: dict[str, queue.Queue] = {target: queue.Queue() for target in plans}
-        self._slots = {target: threading.Semaphore(depth) for target in plans}  # batches queued per table
-        self._discarded: set[str] = set()
-        self._stop = threading.Event()
-        self._failure: Exception | None = None
-        self._thread = threading.Thread(target=self._read_all, args=(engine, stream, batch_size),
-                                        name="extract-readahead", daemon=True)
-        if plans:
-            self._thread.start()
+        self._channels: dict[str, Channel] = {target: Channel(depth) for target in plans}
+        self._thread = start(lambda: self._read_all(engine, stream, batch_size), "extract-readahead") if plans else None
 
     def __contains__(self, target: str) -> bool:
-        return target in self._plans and target not in self._discarded
+        return target in self._plans and not self._channels[target].closed
 
     def batches(self, target: str) -> Iterator[pa.RecordBatch]:
-        """The planned table's changed rows, in order; the reader's error is raised here."""
-        q = self._queues[target]
-        try:
-            while True:
-                try:
-                    item = q.get(timeout=0.1)
-                except queue.Empty:
-                    if self._thread.is_alive():
-                        continue
-                    try:  # it may have finished between the two checks
-                        item = q.get_nowait()
-                    except queue.Empty:
-                        raise self._failure or SourceError(f"the read-ahead of {target} stopped early") from None
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                self._slots[target].release()
-                yield item
-        finally:
-            self.discard(target)  # a consumer that stops early must not leave the reader waiting
+        """The planned table's changed rows, in order; the reader's error is raised here.
+        A consumer that stops early closes the table's channel: the reader moves on."""
+        return iter(self._channels[target])
 
     def discard(self, target: str) -> None:
         if target in self._plans:
-            self._discarded.add(target)
-            with contextlib.suppress(queue.Empty):
-                while True:  # unblock the reader if it waits on this table's queue
-                    self._queues[target].get_nowait()
+            self._channels[target].close()  # unblocks the reader if it waits on this table
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
+        for channel in self._channels.values():
+            channel.close()
+        if self._thread is not None:
             self._thread.join()
-
-    def _put(self, target: str, batch: pa.RecordBatch) -> bool:
-        """Queue a batch once the table has a free slot; False if the run no longer wants it."""
-        while not self._stop.is_set() and target not in self._discarded:
-            if self._slots[target].acquire(timeout=0.1):
-                self._queues[target].put(batch)
-                return True
-        return False
-
-    def _finish(self, target: str, item: object) -> None:
-        """The end of a table or its error: no slot needed, the reader goes on to the next table."""
-        if target not in self._discarded:
-            self._queues[target].put(item)
 
     def _read_all(self, engine: sa.Engine, stream: Stream, batch_size: int) -> None:
         try:
             with engine.connect() as conn:
-                self._read_tables(conn, stream, batch_size)
-        except Exception as exc:  # e.g. no connection at all: every waiting table gets the error
-            self._failure = exc
+                for target, (stmt, builder) in self._plans.items():
+                    if not self._channels[target].closed:
+                        self._read_table(conn, self._channels[target], stream(conn, stmt, builder, batch_size))
+        except BaseException as exc:  # e.g. no connection at all: every waiting table gets the error
+            for channel in self._channels.values():
+                channel.fail(exc)
 
-    def _read_tables(self, conn: sa.Connection, stream: Stream, batch_size: int) -> None:
-        for target, (stmt, builder) in self._plans.items():
-            if self._stop.is_set():
-                return
-            if target in self._discarded:
-                continue
-            batches = stream(conn, stmt, builder, batch_size)
-            try:
-                for batch in batches:
-                    if not self._put(target, batch):
-                        break
-                else:
-                    self._finish(target, _DONE)
-            except Exception as exc:  # handed to the table's consumer, which marks it stale
-                self._finish(target, exc)
-                if conn.invalidated or conn.in_transaction():
-                    with contextlib.suppress(Exception):
-                        conn.rollback()
-            finally:
-                if hasattr(batches, "close"):
-                    batches.close()
+    @staticmethod
+    def _read_table(conn: sa.Connection, channel: Channel, batches: Iterator[pa.RecordBatch]) -> None:
+        # An error of one table goes to its consumer (which marks it stale); the reader
+        # goes on to the next table on a connection rolled back to a clean state.
+        feed(channel, batches)
+        if conn.invalidated or conn.in_transaction():
+            with contextlib.suppress(Exception):
+                conn.rollback()
