@@ -102,10 +102,13 @@ def test_demo_serves_queries_sees_source_changes_and_stops_on_ctrl_c(tmp_path: P
             except urllib.error.HTTPError as err:
                 granted = err.headers.get("access-control-allow-origin")
             assert (granted == origin) is allowed, (origin, granted)
-        # the printed curl command works as printed
-        time.sleep(0.5)
-        text = log.read_text()
-        curl = re.search(r"(curl -H .*?\n\s+\"http[^\n]+\")", text, re.S)
+        # the printed curl command works as printed; the script prints it once its own readiness
+        # poll (every 0.5 s, a Python process each) sees the API, which can be after ours did
+        deadline, curl = time.monotonic() + 30, None
+        while curl is None and time.monotonic() < deadline:
+            text = log.read_text()
+            curl = re.search(r"(curl -H .*?\n\s+\"http[^\n]+\")", text, re.S)
+            time.sleep(0.2)
         assert curl, text[-2000:]
         run = subprocess.run(["bash", "-c", curl.group(1).replace("\\\n", " ")], capture_output=True, text=True,
                              timeout=30)
