@@ -18,10 +18,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
-import sqlglot
 from fastapi.testclient import TestClient
 
 from analytics_api.auth.local_issuer import LocalIssuer
+
+from .oracle import assert_same_rows, oracle_answer
 
 WHITELIST_PATH = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "query_whitelist.json"
 CUSTOMER_CLAIM = "https://analytics.example.com/customer_id"
@@ -211,25 +212,10 @@ def tokens(issuer: LocalIssuer, people: dict[str, dict]) -> dict[str, dict[str, 
             "nobody": bearer(sub="nobody", scopes=scopes)}
 
 
-def _rows(table: pa.Table, ordered: bool) -> list[dict]:
-    rows = table.to_pylist()
-    return rows if ordered else sorted(rows, key=repr)
-
-
-def answer(oracle: duckdb.DuckDBPyConnection, sql: str) -> pa.Table | str:
-    try:
-        return oracle.cursor().sql(sql).to_arrow_table()
-    except duckdb.Error as exc:
-        return str(exc).splitlines()[0]
-
-
 def assert_same(response, want: pa.Table | str, sql: str) -> None:  # noqa: ANN001
     assert response.status_code == 200, response.text
     assert not isinstance(want, str), f"the API answered what fails on the filtered rows: {want}"
-    got = ipc.open_stream(response.content).read_all()
-    assert got.schema.names == want.schema.names
-    ordered = sqlglot.parse_one(sql, dialect="duckdb").args.get("order") is not None
-    assert _rows(got, ordered) == _rows(want, ordered), sql
+    assert_same_rows(ipc.open_stream(response.content).read_all(), want, sql)
 
 
 @pytest.mark.parametrize(("sql", "expect"), ATTEMPTS, ids=[ascii(s[:70]) for s, _ in ATTEMPTS])
@@ -237,7 +223,7 @@ def assert_same(response, want: pa.Table | str, sql: str) -> None:  # noqa: ANN0
 def test_attempt_answers_only_the_callers_rows(api: TestClient, oracles: dict, tokens: dict, who: str,
                                                sql: str, expect: str) -> None:
     response = api.post("/query", json={"sql": sql, "format": "arrow"}, headers=tokens[who])
-    want = answer(oracles[who], sql)
+    want = oracle_answer(oracles[who], sql)
     if expect == "rows":
         assert_same(response, want, sql)
         return
