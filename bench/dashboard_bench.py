@@ -85,7 +85,7 @@ def dashboard(port: int, token: str, tiles: list[str], x: float, i: int, mode: s
 
     def get(conn: http.client.HTTPConnection, todo: list[str]) -> None:
         while todo:
-            conn.request("GET", "/query?q=" + quote(todo.pop(), safe=""), headers=headers)
+            conn.request("GET", "/query?q=" + quote(todo.pop(0), safe=""), headers=headers)
             response = conn.getresponse()
             assert response.status == 200, response.read()[:300]
             response.read()
@@ -98,9 +98,9 @@ def dashboard(port: int, token: str, tiles: list[str], x: float, i: int, mode: s
         body = json.loads(response.read())
         assert response.status == 200 and all(r["success"] for r in body["results"]), body
     elif mode == "sequential":
-        get(conns[0], sqls[::-1])
+        get(conns[0], sqls)
     else:
-        threads = [threading.Thread(target=get, args=(conn, sqls)) for conn in conns]  # list.pop is atomic
+        threads = [threading.Thread(target=get, args=(conn, sqls)) for conn in conns]  # list.pop(0) is atomic
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -200,11 +200,10 @@ def main() -> None:
     pool = multiprocessing.get_context("fork").Pool(args.clients + 1)
     try:
         rng = random.Random(7)
-        times: dict[tuple[int, str, str, str], list[float]] = {}
+        times: dict[tuple[float, str, str, str], list[float]] = {}
         for rtt in args.rtt_ms:
-            ports = {name: server.port for name, server in servers.items()}
-            proxies = [DelayProxy(port, rtt) for port in ports.values()] if rtt else []
-            ports = {name: proxy.port for name, proxy in zip(ports, proxies)} if rtt else ports
+            proxies = {name: DelayProxy(server.port, rtt) for name, server in servers.items()} if rtt else {}
+            ports = {name: (proxies[name] if rtt else server).port for name, server in servers.items()}
             for weight, tiles in TILES.items():
                 for n in range(args.dashboards):
                     # Every dashboard gets literals of its own: no answer comes from the result cache.
@@ -214,7 +213,7 @@ def main() -> None:
                             x, i = x + 0.01, i + 1
                             times.setdefault((rtt, name, weight, mode), []).append(
                                 dashboard(ports[name], token, tiles, x, i, mode))
-            for proxy in proxies:
+            for proxy in proxies.values():
                 proxy.stop()
         stall: dict[tuple[str, bool], list[dict]] = {}
         seed = 0
