@@ -6,9 +6,9 @@ stream of the same table (connectorx `partition_on`) gained nothing (docs/benchm
 Here the integer key's span is cut into ranges of about `range_rows` rows each (from the
 catalog's row estimate, the key's min and max and, on PostgreSQL, the key's histogram in
 the planner statistics, which keeps ranges small when the keys are not evenly spread).
-READ_PARTITIONS workers each read one
-range at a time with connectorx's whole-result Arrow read, which releases the GIL, and
-hand the ranges to the single DuckDB writer through a bounded channel (channel.py).
+READ_PARTITIONS workers each read one range at a time with connectorx's whole-result Arrow
+read, which releases the GIL, and hand the ranges to the single DuckDB writer through a
+bounded channel (channel.py).
 Reading and inserting overlap, and memory is a few ranges, not the table.
 
 Every row is read exactly once whatever the keys look like: the ranges are half-open and
