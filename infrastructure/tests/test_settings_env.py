@@ -16,8 +16,8 @@ REQUIRED = {"SOURCE_URL": "sqlite:///demo.db", "AUTH0_JWKS_URL": "https://tenant
             "AUTH0_ISSUER": "https://tenant.example/", "AUTH0_API_AUDIENCE": "https://api.example"}
 
 
-def as_environment(cls: type[BaseSettings]) -> dict[str, tuple[str, object]]:
-    """Each field with a default as (env var name -> (its text, the default))."""
+def as_environment(cls: type[BaseSettings]) -> dict[str, tuple[str, str, object]]:
+    """Each field with a default as env var name -> (field name, the default as text, the default)."""
     out = {}
     for name, field in cls.model_fields.items():
         default = field.get_default(call_default_factory=True)
@@ -25,7 +25,7 @@ def as_environment(cls: type[BaseSettings]) -> dict[str, tuple[str, object]]:
             continue  # unset by default: nothing to write as text
         text = str(default).lower() if isinstance(default, bool) else str(default)
         env = field.validation_alias if isinstance(field.validation_alias, str) else name
-        out[env.upper()] = (text, default)
+        out[env.upper()] = (name, text, default)
     return out
 
 
@@ -34,13 +34,11 @@ def as_environment(cls: type[BaseSettings]) -> dict[str, tuple[str, object]]:
 def test_every_default_reads_back_from_its_environment_variable(cls, load, monkeypatch) -> None:  # noqa: ANN001
     fields = as_environment(cls)
     assert "MANIFEST_FORMAT" in fields or cls is ApiSettings
-    for env, (text, _) in {**fields, **{k: (v, v) for k, v in REQUIRED.items()}}.items():
+    for env, text in {**{env: text for env, (_, text, _) in fields.items()}, **REQUIRED}.items():
         monkeypatch.setenv(env, text)
     settings = load()
-    by_env = {(f.validation_alias if isinstance(f.validation_alias, str) else n).upper(): n
-              for n, f in cls.model_fields.items()}
-    wrong = {env: (text, getattr(settings, by_env[env])) for env, (text, default) in fields.items()
-             if getattr(settings, by_env[env]) != default}
+    wrong = {env: (text, getattr(settings, name)) for env, (name, text, default) in fields.items()
+             if getattr(settings, name) != default}
     assert not wrong, wrong
 
 
