@@ -10,7 +10,8 @@ Contenders, all on the same published snapshot file and (for HTTP) the same auth
 - api-params (extra): this API with the literal moved into a bind parameter (POST {"sql", "params"}).
 
 Workloads (a fresh random literal per request, so execution figures never come from a cache):
-point lookup by primary key, a 5,000-row result, a heavy aggregate (GROUP BY date_trunc over every
+point lookup by primary key (and `hit`: the same lookup over 50 ids, answered from the API's
+result cache: its cost per request without DuckDB), a 5,000-row result, a heavy aggregate (GROUP BY date_trunc over every
 transaction; --heavy join: over transactions ⋈ orders), and one identical heavy aggregate repeated
 (served from the API's result cache; raw DuckDB re-executes it).
 
@@ -74,6 +75,7 @@ HEAVY = HEAVY_SQL[os.environ.get("API_BENCH_HEAVY", "scan")]
 CACHED_LITERAL = 25.0
 WORKLOADS = {
     "point": "point lookup by primary key (orders, 1 row)",
+    "hit": "point lookup of one of 50 ids (API: result cache hits, its cost per request without DuckDB)",
     "range": "5,000-row result (transactions id range)",
     "aggregate": "heavy aggregate (GROUP BY date_trunc('month', ...) over transactions)",
     "cached": "repeated identical heavy aggregate (API: result cache)",
@@ -85,8 +87,8 @@ TARGETS = {"point": ("seed", 8.0), "range": ("seed", 5.0), "aggregate": ("raw", 
 
 def make_query(workload: str, rng: random.Random, counts: dict[str, int]) -> tuple[str, str, list]:
     """(SQL with the literal inlined, SQL with placeholders, bind values) for one request."""
-    if workload == "point":
-        i = rng.randint(1, counts["orders"])
+    if workload in ("point", "hit"):
+        i = rng.randint(1, counts["orders"] if workload == "point" else 50)
         return f"SELECT * FROM orders WHERE id = {i}", "SELECT * FROM orders WHERE id = $1", [i]
     if workload == "range":
         lo = rng.randint(1, counts["transactions"] - 4999)
@@ -539,7 +541,7 @@ def merge_parts(parts: list[dict]) -> dict:
 
 def sanity_check(servers: dict[str, Server], token: str, counts: dict, info: dict) -> None:
     """Every HTTP contender answers every workload with the same rows before anything is timed."""
-    expected = {"point": 1, "range": 5000, "aggregate": None, "cached": info["aggregate_rows"]}
+    expected = {"point": 1, "hit": 1, "range": 5000, "aggregate": None, "cached": info["aggregate_rows"]}
     for workload in WORKLOADS:
         literal_sql, param_sql, params = make_query(workload, random.Random(7), counts)
         seen = {}
