@@ -9,11 +9,11 @@ Contenders, all on the same published snapshot file and (for HTTP) the same auth
         (execute + fetch the result as Arrow, the API's own fetch path): the limit.
 - api-params (extra): this API with the literal moved into a bind parameter (POST {"sql", "params"}).
 
-Workloads (a fresh random literal per request, so execution figures never come from a cache):
-point lookup by primary key (and `hit`: the same lookup over 50 ids, answered from the API's
-result cache: its cost per request without DuckDB), a 5,000-row result, a heavy aggregate (GROUP BY date_trunc over every
-transaction; --heavy join: over transactions ⋈ orders), and one identical heavy aggregate repeated
-(served from the API's result cache; raw DuckDB re-executes it).
+Workloads (a fresh random literal per request, so execution figures never come from a cache, except
+where said): point lookup by primary key; `hit`, the same lookup over 50 ids, answered from the API's
+result cache (its cost per request without DuckDB); a 5,000-row result; a heavy aggregate (GROUP BY
+date_trunc over every transaction; --heavy join: over transactions ⋈ orders); and one identical heavy
+aggregate repeated (served from the API's result cache; raw DuckDB re-executes it).
 
 One load generator for every HTTP contender: N processes, one keep-alive http.client connection each,
 fixed duration after a warm-up; client and servers share the machine's cores. Worker RSS is sampled
