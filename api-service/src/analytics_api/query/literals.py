@@ -23,6 +23,8 @@ _DIALECT = Dialect.get_or_raise("duckdb")
 _NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _NUMBER_BASE = 8_271_000_000_000  # 13 digits; markers are base + index
 _STRING_MARK = "__ALIT{}__"
+# Either kind of marker, a number one only as a whole token (not part of a longer number or name).
+_MARKER = re.compile(r"'__ALIT\d+__'|(?<![\w.])" + str(_NUMBER_BASE)[:4] + r"\d{9}(?![\w.])")
 MAX_LITERALS = 500
 
 
@@ -68,19 +70,26 @@ def mark_literals(sql: str) -> MarkedQuery | None:
 
 
 def fill_literals(template_sql: str, marked: MarkedQuery) -> str | None:
-    """The regenerated template with the user's literals back in; None if any marker moved."""
-    pieces: list[tuple[int, int, str]] = []
-    for marker, literal in marked.literals:
-        pattern = re.escape(marker) if marker.startswith("'") else rf"(?<![\w.]){marker}(?![\w.])"
-        found = [m.span() for m in re.finditer(pattern, template_sql)]
-        if len(found) != 1:
+    """The regenerated template with the user's literals back in; None if any marker moved.
+
+    One scan for all markers (a scan per marker took 55 ms for a 300-literal, 8 kB query, on
+    the event loop when short enough for known()). Every marker must appear exactly once, as a
+    whole token, and nothing that looks like a marker may appear that is not one of ours.
+    """
+    literals = dict(marked.literals)
+    spans: dict[str, tuple[int, int]] = {}
+    for match in _MARKER.finditer(template_sql):
+        marker = match.group(0)
+        if marker not in literals or marker in spans:
             return None
-        pieces.append((found[0][0], found[0][1], literal))
+        spans[marker] = match.span()
+    if len(spans) != len(literals):
+        return None
     out: list[str] = []
     position = 0
-    for start, end, literal in sorted(pieces):
+    for marker, (start, end) in sorted(spans.items(), key=lambda item: item[1]):
         out.append(template_sql[position:start])
-        out.append(literal)
+        out.append(literals[marker])
         position = end
     out.append(template_sql[position:])
     return "".join(out)
