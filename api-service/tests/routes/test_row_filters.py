@@ -22,6 +22,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from analytics_api.auth.local_issuer import LocalIssuer
+from analytics_api.query.guard import SqlGuard
+from analytics_api.whitelist import Whitelist
 
 from .oracle import assert_same_rows, oracle_answer
 
@@ -366,3 +368,26 @@ def test_errors_never_carry_another_users_values(api: TestClient, oracles: dict,
     quoted = re.findall(r"'leak:([^']*)'", response.json()["error"]["message"])
     own = {str(people[who][CUSTOMER_CLAIM]), *people[who][WAREHOUSE_CLAIM]}
     assert quoted and set(quoted) <= own, response.json()["error"]["message"]
+
+
+def test_a_cte_named_with_a_kelvin_sign_does_not_stand_in_for_a_filtered_table() -> None:
+    """DuckDB matches names folding ASCII letters only; Python's lower() also folds the Kelvin
+    sign (U+212A) to 'k'. None of this suite's tables has a 'k', so a table of its own: the CTE
+    `"stocK"` (Kelvin) is not `stock` to DuckDB, so `stock` must still be read through its view."""
+    whitelist = Whitelist.model_validate({
+        "tables": {"stock": {"columns": ["id", "owner"], "row_filter": "owner = :owner"}},
+        "claims": {"owner": {"claim": "owner", "type": "integer", "list": False}},
+        "unfiltered_scope": "read:all_rows",
+        "functions": json.loads(WHITELIST_PATH.read_text())["functions"],
+    })
+    guard = SqlGuard(whitelist)
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE stock AS SELECT * FROM (VALUES (1, 1, 'mine'), (2, 2, 'LEAK')) t(id, owner, secret)")
+    schema = {"stock": {"id": "INTEGER", "owner": "INTEGER", "secret": "VARCHAR"}}
+    for sql in ('WITH "stoc\u212a" AS (SELECT 1 AS x) SELECT * FROM stock',
+                'WITH "STOC\u212a" AS (SELECT 1 AS x) SELECT * FROM main.stock',
+                'WITH "stoc\u212a" AS (SELECT 1 AS x) SELECT * FROM "stoc\u212a", stock'):
+        validated = guard.validate(sql, schema, filtered=True)
+        assert validated.tables == {"stock"} and validated.claims == {"owner"}, sql
+        rows = conn.execute(validated.sql, {"rls_owner": 1}).fetchall()
+        assert "LEAK" not in repr(rows) and all(2 not in row for row in rows), (sql, rows)
