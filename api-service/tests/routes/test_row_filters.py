@@ -10,6 +10,7 @@ tables (the oracle). The API must answer exactly what the oracle answers, or ref
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
@@ -519,3 +520,98 @@ def test_a_cte_named_with_a_kelvin_sign_does_not_stand_in_for_a_filtered_table()
         assert validated.tables == {"stock"} and validated.claims == {"owner"}, sql
         rows = conn.execute(validated.sql, {"rls_owner": 1}).fetchall()
         assert "LEAK" not in repr(rows) and all(2 not in row for row in rows), (sql, rows)
+
+
+def _cursor_body(cursor: str) -> dict:
+    return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+
+
+def _cursor(body: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+
+
+def test_a_cursor_handed_to_another_user_or_forged_reads_only_their_rows(api: TestClient, tokens: dict,
+                                                                         oracles: dict) -> None:
+    sql = "SELECT id, customer_id FROM orders ORDER BY id"
+    first = api.post("/query", json={"sql": sql, "page_size": 3, "count": "exact"}, headers=tokens["alice"])
+    assert first.status_code == 200 and first.json()["total_rows"] == len(oracles["alice"].execute(sql).fetchall())
+    cursor = first.json()["next"]
+    bobs = [dict(zip(("id", "customer_id"), row)) for row in oracles["bob"].execute(sql).fetchall()]
+    replayed = api.get("/query", params={"cursor": cursor}, headers=tokens["bob"])
+    assert replayed.status_code == 200
+    assert replayed.json()["data"] == bobs[3:6] and replayed.json()["total_rows"] == len(bobs)
+    body = _cursor_body(cursor)
+    forged = {  # each field of the cursor, as an attacker would rewrite it
+        "far offset": ({**body, "o": 10**12}, 200),
+        "claim as a param": ({**body, "p": {"rls_customer_id": 546}}, 400),
+        "claim, upper case": ({**body, "p": {"RLS_CUSTOMER_ID": 546}}, 400),
+        "filter param in SQL": ({**body, "q": "SELECT id FROM orders WHERE customer_id = $rls_customer_id"}, 400),
+        "unfiltered table": ({**body, "q": "SELECT id FROM main.orders ORDER BY id"}, 200),
+        "named query": ({**body, "q": None, "name": "my_orders", "p": {"min": 0}}, 200),
+        "unknown format": ({**body, "f": "xml"}, 400),
+    }
+    for what, (fields, status) in forged.items():
+        response = api.get("/query", params={"cursor": _cursor(fields)}, headers=tokens["bob"])
+        assert response.status_code == status, (what, response.text[:300])
+        if status == 200:
+            ids = {row["id"] for row in response.json()["data"]}
+            assert ids <= {row["id"] for row in bobs}, what
+
+
+def test_batch_queries_are_filtered_and_keep_the_claims_reserved(api: TestClient, tokens: dict, oracles: dict) -> None:
+    queries = [{"sql": "SELECT count(*) AS n FROM orders"},
+               {"sql": "SELECT count(*) AS n FROM main.orders WHERE customer_id <> $c", "params": {"c": 0}},
+               {"sql": "SELECT count(*) AS n FROM orders", "params": {"rls_customer_id": 546}},
+               {"sql": "SELECT $rls_customer_id AS v"}]
+    response = api.post("/query/batch", json={"queries": queries}, headers=tokens["bob"])
+    assert response.status_code == 200
+    results = response.json()["results"]
+    n = oracles["bob"].execute("SELECT count(*) FROM orders").fetchone()[0]
+    assert results[0]["data"] == [{"n": n}] and results[1]["data"] == [{"n": n}]
+    assert [r["success"] for r in results[2:]] == [False, False]
+    assert all("reserved" in r["error"]["message"] for r in results[2:])
+
+
+@pytest.mark.parametrize(("sql", "params"), [
+    ("SELECT count(*) AS n FROM orders WHERE customer_id <> $Rls_customer_id", None),
+    ('SELECT count(*) AS n FROM orders WHERE customer_id <> $"rls_customer_id"', None),
+    ("SELECT count(*) AS n FROM orders WHERE customer_id <> :rls_customer_id", None),
+    ("SELECT count(*) AS n FROM products WHERE id <> $1", {"rls_customer_id": 0}),
+    ("SELECT count(*) AS n FROM orders WHERE id > $x", {"x": 0, "RLS_customer_id": 546}),
+    ("SELECT count(*) AS n FROM orders WHERE id > $x", {"x": 0, "rl\u017f_customer_id": 546}),  # long s: not a name DuckDB binds
+    ("SELECT count(*) AS n FROM orders WHERE id > $1", {"p1": 0}),  # $1 is renamed $p1: not by name
+    ("SELECT count(*) AS n FROM orders WHERE id > ?", [0]),
+])
+def test_no_spelling_of_a_parameter_reaches_the_filters_values(api: TestClient, tokens: dict, sql: str,
+                                                               params: object) -> None:
+    response = api.post("/query", json={"sql": sql, "params": params}, headers=tokens["bob"])
+    assert response.status_code == 400, response.text[:300]
+
+
+def test_positional_and_renamed_parameters_do_not_collide_with_the_filter(api: TestClient, tokens: dict,
+                                                                          oracles: dict) -> None:
+    """$1 becomes $p1 next to the filter's $rls_ names: a query of its own $p1 gets the same value."""
+    response = api.post("/query", json={"sql": "SELECT count(*) AS n FROM orders WHERE id > $p1 AND id > $1",
+                                        "params": [0]}, headers=tokens["bob"])
+    assert response.json()["data"] == [{"n": oracles["bob"].execute("SELECT count(*) FROM orders").fetchone()[0]}]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "arrow", "json"])
+def test_an_etag_never_answers_for_another_user_in_any_format(api: TestClient, tokens: dict, fmt: str) -> None:
+    sql = "SELECT id FROM orders ORDER BY id"
+    alice = api.get("/query", params={"q": sql, "format": fmt}, headers=tokens["alice"])
+    bob = api.get("/query", params={"q": sql, "format": fmt}, headers={**tokens["bob"], "If-None-Match": alice.headers["etag"]})
+    assert bob.status_code == 200 and bob.headers["etag"] != alice.headers["etag"]
+    assert bob.content != alice.content
+
+
+def test_warm_literal_templates_keep_a_hostile_literal_a_literal(api: TestClient, tokens: dict, oracles: dict) -> None:
+    """Alice warms a shape; Bob's literals are filled into its validated text verbatim."""
+    shape = "SELECT count(*) AS n FROM orders WHERE note = {} OR id = {}"
+    api.get("/query", params={"q": shape.format("'x'", 1)}, headers=tokens["alice"])
+    for note, order_id in (("'x'' OR customer_id <> 0 OR ''1''=''1'", 2), ("'x''; SELECT * FROM main.orders; --'", 3),
+                           ("''''", 1e3), ("'\\'' OR true --'", 4)):
+        sql = shape.format(note, order_id)
+        response = api.get("/query", params={"q": sql}, headers=tokens["bob"])
+        want = oracles["bob"].execute(sql).fetchall()
+        assert response.status_code == 200 and response.json()["data"] == [{"n": want[0][0]}], sql
