@@ -632,6 +632,14 @@ SCOPING = [
     ("WITH secret AS (SELECT 'cte' AS v) SELECT * FROM main.secret", "leak"),
     ("WITH RECURSIVE t AS (SELECT 1 AS i UNION ALL SELECT i + 1 FROM t WHERE i < 3), secret AS "
      "(SELECT * FROM secret) SELECT * FROM secret", "leak"),
+    # DuckDB folds only ASCII letters when it matches names; Python's lower() also folds the
+    # Kelvin sign (U+212A) to 'k'. A CTE so named must not stand in for the stored table `kept`.
+    ('WITH "\u212aept" AS (SELECT \'cte\' AS v) SELECT * FROM kept', "leak"),
+    ('WITH "\u212aEPT" AS (SELECT \'cte\' AS v) SELECT * FROM KEPT', "leak"),
+    ('WITH RECURSIVE "\u212aept" AS (SELECT \'x\' AS v UNION ALL SELECT * FROM kept) SELECT * FROM "\u212aept" LIMIT 3',
+     "leak"),
+    # ...while the ASCII letters of a non-ASCII name do fold, as DuckDB folds them.
+    ('WITH "\u00c9a" AS (SELECT \'cte\' AS v) SELECT * FROM "\u00c9A"', "cte"),
 ]
 
 
@@ -640,6 +648,7 @@ def scoping_db() -> duckdb.DuckDBPyConnection:
     conn = duckdb.connect()
     conn.execute("CREATE TABLE secret AS SELECT 'LEAK' AS v")
     conn.execute("CREATE TABLE b AS SELECT 'LEAK' AS v")
+    conn.execute("CREATE TABLE kept AS SELECT 'LEAK' AS v")
     conn.execute("CREATE TABLE orders AS SELECT range AS id FROM range(3)")
     return conn
 

@@ -261,8 +261,7 @@ class SqlGuard:
         name = node.this.name
         if node.args.get("catalog") is not None or (node.db and node.db.lower() != "main"):
             raise QueryRejected(f"qualified table names are not allowed: {node.sql(dialect=DIALECT)}")
-        # Non-ASCII names are compared as written: Python's lower() folds e.g. the Kelvin sign to 'k'.
-        lowered = name.lower() if name.isascii() else name
+        lowered = _fold(name)
         if not node.db and _cte_visible(node, lowered):
             return None  # main.x always means the stored table, never a CTE
         if any(ch in name for ch in "/\\:.~"):
@@ -450,15 +449,28 @@ def _cte_visible(node: exp.Table, name: str) -> bool:
         if isinstance(parent, exp.With):  # from inside one CTE's body
             ctes = list(parent.expressions)
             index = next(i for i, cte in enumerate(ctes) if cte is child)
-            if any(cte.alias_or_name.lower() == name for cte in ctes[:index]):
+            if any(_fold(cte.alias_or_name) == name for cte in ctes[:index]):
                 return True
-            if parent.args.get("recursive") and child.alias_or_name.lower() == name and _in_recursive_arm(node, child):
+            if parent.args.get("recursive") and _fold(child.alias_or_name) == name and _in_recursive_arm(node, child):
                 return True
         elif isinstance(with_ := parent.args.get("with_"), exp.With) and with_ is not child:  # from the body
-            if any(cte.alias_or_name.lower() == name for cte in with_.expressions):
+            if any(_fold(cte.alias_or_name) == name for cte in with_.expressions):
                 return True
         child, parent = parent, parent.parent
     return False
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _fold(name: str) -> str:
+    """A table or CTE name as DuckDB matches it: only ASCII letters fold to lower case.
+
+    Never str.lower(): it also folds the Kelvin sign (U+212A) to 'k' (and 'É' to 'é'), so a CTE
+    named "stocK" (Kelvin) would pass for `stock` here while DuckDB reads the stored table
+    `stock`, unfiltered and with every column. Both names must be folded the same way.
+    """
+    return name.translate(_ASCII_LOWER)
 
 
 def _in_recursive_arm(node: exp.Expression | None, cte: exp.Expression) -> bool:
