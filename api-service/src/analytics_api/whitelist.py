@@ -18,6 +18,19 @@ from analytics_api.errors import BadRequest
 from analytics_shared.errors import ConfigError
 from analytics_shared.validation import describe_first_error
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_name(name: str) -> str:
+    """A table, CTE or column name as DuckDB matches it: only ASCII letters fold to lower case.
+
+    Never str.lower(): it also folds the Kelvin sign (U+212A) to 'k' (and 'É' to 'é'), so a CTE
+    named "stocK" (Kelvin) would pass for `stock` here while DuckDB reads the stored table
+    `stock`, unfiltered and with every column. Both names must be folded the same way.
+    """
+    return name.translate(_ASCII_LOWER)
+
+
 ParamType = Literal["integer", "number", "string", "boolean", "date", "timestamp"]
 
 
@@ -37,7 +50,7 @@ class TableRule(BaseModel):
     @field_validator("columns")
     @classmethod
     def _lower(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else [c.lower() for c in value]
+        return None if value is None else [fold_name(c) for c in value]
 
 
 class ParamSpec(BaseModel):

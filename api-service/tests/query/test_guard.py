@@ -728,6 +728,16 @@ def test_what_cannot_move_onto_a_view_is_refused(restricted_guard: SqlGuard,
         restricted_guard.validate("SELECT 1 FROM customers", {**snapshot_schema, "customers": {"email": "VARCHAR"}})
 
 
+def test_a_column_matches_an_allowed_name_only_as_duckdb_folds_names(shipped_whitelist: Whitelist) -> None:
+    """To DuckDB "\u212aind" (Kelvin sign) is another column than `kind`: only ASCII letters
+    fold. Python's lower() folds the Kelvin sign to 'k' and would put it into the view."""
+    guard = SqlGuard(Whitelist.model_validate({"tables": {"items": {"columns": ["id", "KIND"]}},
+                                               "functions": shipped_whitelist.functions}))
+    schema = {"items": {"id": "BIGINT", "Kind": "VARCHAR", "\u212aind": "VARCHAR", "secret": "VARCHAR"}}
+    validated = guard.validate("SELECT * FROM items", schema)
+    assert validated.sql == 'SELECT * FROM (SELECT "id", "Kind" FROM "main"."items") AS items'
+
+
 def test_restricted_tables_need_a_schema_and_the_cache_knows_it(
         restricted_guard: SqlGuard, snapshot_schema: dict[str, dict[str, str]]) -> None:
     sql = "SELECT id, country FROM customers"

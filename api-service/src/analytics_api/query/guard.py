@@ -26,7 +26,7 @@ from analytics_api.errors import Forbidden, QueryRejected
 from analytics_api.query.literals import fill_literals, mark_literals
 from analytics_api.rls import PREFIX as RLS_PREFIX
 from analytics_api.rls import placeholders
-from analytics_api.whitelist import Whitelist
+from analytics_api.whitelist import Whitelist, fold_name
 
 DIALECT = "duckdb"
 Schema = dict[str, dict[str, str]]
@@ -261,7 +261,7 @@ class SqlGuard:
         name = node.this.name
         if node.args.get("catalog") is not None or (node.db and node.db.lower() != "main"):
             raise QueryRejected(f"qualified table names are not allowed: {node.sql(dialect=DIALECT)}")
-        lowered = _fold(name)
+        lowered = fold_name(name)
         if not node.db and _cte_visible(node, lowered):
             return None  # main.x always means the stored table, never a CTE
         if any(ch in name for ch in "/\\:.~"):
@@ -324,7 +324,7 @@ class SqlGuard:
         if allowed is None:  # every column: `*` is the same set, and DuckDB binds it ~0.1 ms faster than a list
             columns: list[exp.Expression] = [exp.Star()]
         else:
-            columns = [exp.column(c, quoted=True) for c in schema[table] if c.lower() in allowed]
+            columns = [exp.column(c, quoted=True) for c in schema[table] if fold_name(c) in allowed]
             if not columns:
                 raise QueryRejected(f"none of the allowed columns of table {table!r} is in the current snapshot")
         # main.x is never a CTE, so no WITH in the query can stand in for the stored table.
@@ -449,28 +449,16 @@ def _cte_visible(node: exp.Table, name: str) -> bool:
         if isinstance(parent, exp.With):  # from inside one CTE's body
             ctes = list(parent.expressions)
             index = next(i for i, cte in enumerate(ctes) if cte is child)
-            if any(_fold(cte.alias_or_name) == name for cte in ctes[:index]):
+            if any(fold_name(cte.alias_or_name) == name for cte in ctes[:index]):
                 return True
-            if parent.args.get("recursive") and _fold(child.alias_or_name) == name and _in_recursive_arm(node, child):
+            recursive = parent.args.get("recursive")
+            if recursive and fold_name(child.alias_or_name) == name and _in_recursive_arm(node, child):
                 return True
         elif isinstance(with_ := parent.args.get("with_"), exp.With) and with_ is not child:  # from the body
-            if any(_fold(cte.alias_or_name) == name for cte in with_.expressions):
+            if any(fold_name(cte.alias_or_name) == name for cte in with_.expressions):
                 return True
         child, parent = parent, parent.parent
     return False
-
-
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def _fold(name: str) -> str:
-    """A table or CTE name as DuckDB matches it: only ASCII letters fold to lower case.
-
-    Never str.lower(): it also folds the Kelvin sign (U+212A) to 'k' (and 'É' to 'é'), so a CTE
-    named "stocK" (Kelvin) would pass for `stock` here while DuckDB reads the stored table
-    `stock`, unfiltered and with every column. Both names must be folded the same way.
-    """
-    return name.translate(_ASCII_LOWER)
 
 
 def _in_recursive_arm(node: exp.Expression | None, cte: exp.Expression) -> bool:

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from analytics_api.deps import SchemaUser, ServicesDep
 from analytics_api.responses import JsonResponse
+from analytics_api.whitelist import fold_name
 
 router = APIRouter(tags=["schema"])
 
@@ -28,7 +29,8 @@ async def schema(services: ServicesDep, principal: SchemaUser) -> JsonResponse:
             filtered = whitelist.row_filtered(name, principal.scopes)
             tables[name] = {
                 "description": rule.description,
-                "columns": [{"name": c, "type": t} for c, t in columns.items() if allowed is None or c.lower() in allowed],
+                "columns": [{"name": c, "type": t} for c, t in columns.items()
+                            if allowed is None or fold_name(c) in allowed],
                 "row_count": entry.rows if entry and not filtered else None,
                 "row_filtered": filtered,
                 "primary_key": entry.primary_key if entry else [],
