@@ -159,7 +159,12 @@ def read_native(conn: sa.Connection, stmt: sa.Select, batch_size: int, return_ty
 
         size = {"batch_size": batch_size} if return_type == "arrow_stream" else {}
         return connectorx.read_sql(native, query, return_type=return_type, **size)
-    except Exception as exc:  # noqa: BLE001 - an unsupported type or option: the driver path reads anything
+    except BaseException as exc:  # noqa: BLE001 - an unsupported type or option: the driver path reads anything
+        # connectorx reports some unsupported types by panicking (PostgreSQL `interval`:
+        # "not implemented: interval"), and pyo3's PanicException derives from BaseException,
+        # not Exception: caught as Exception it escaped every handler and failed the whole run.
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
         log.info("extract.native_unavailable", reason=str(exc).splitlines()[0][:200] if str(exc) else repr(exc))
         return None
 
