@@ -10,6 +10,8 @@ part-way.
 
 from __future__ import annotations
 
+import sqlite3
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -51,3 +53,37 @@ def test_a_postgres_interval_column_does_not_fail_the_run(pg: psycopg.Connection
     pg.execute(f"UPDATE {schema}.shifts SET note = 'changed', updated_at = timestamp '2026-01-02' WHERE \"ShiftKey\" = 7")
     assert run_sync(settings)["status"] == "published"
     assert _published(store, tmp_path, "SELECT note FROM shifts WHERE \"ShiftKey\" = 7") == [("changed",)]
+
+
+# (declared type, stored text, what lands): SQLite accepts each of these texts in its date
+# functions; connectorx's parser refuses them ("trailing input", "premature end of input").
+UNPARSED_BY_CONNECTORX = [
+    ("DATETIME", "2026-02-03 04:05", datetime(2026, 2, 3, 4, 5)),
+    ("DATETIME", "2026-02-03", datetime(2026, 2, 3)),
+    ("DATETIME", "2026-02-03T04:05:06Z", datetime(2026, 2, 3, 4, 5, 6)),
+    ("TIMESTAMP", "2026-02-03 04:05:06.250Z", datetime(2026, 2, 3, 4, 5, 6, 250000)),
+    ("DATE", "2026-02-03 00:00:00", date(2026, 2, 3)),
+]
+
+
+@pytest.mark.parametrize(("declared", "stored", "lands"), UNPARSED_BY_CONNECTORX)
+def test_sqlite_date_texts_connectorx_cannot_parse_are_read_through_the_driver(
+        declared, stored, lands, make_settings, store, tmp_path: Path):
+    # Before: connectorx's stream failed part-way ("cx writer failed: ... ParseError"), the
+    # table was never loaded and stayed stale on every run (a new table: absent from the snapshot).
+    path = tmp_path / "dates.db"
+    with sqlite3.connect(path) as con:
+        con.execute(f'CREATE TABLE visits ("VisitKey" TEXT PRIMARY KEY, seen {declared}, updated_at DATETIME)')
+        ordinary = datetime(2026, 1, 1, 8) if declared != "DATE" else date(2026, 1, 1)
+        con.executemany("INSERT INTO visits VALUES (?, ?, ?)",
+                        [(f"k{i:03d}", ordinary.isoformat(" ") if declared != "DATE" else ordinary.isoformat(),
+                          "2026-01-01 00:00:00") for i in range(300)])
+        con.execute("UPDATE visits SET seen = ? WHERE \"VisitKey\" = 'k250'", [stored])  # past the first batch
+    settings = make_settings(source_url=f"sqlite:///{path}", tables_to_sync="visits", batch_size=100)
+    result = run_sync(settings)
+    assert result["status"] == "published", result.get("errors")
+    rows = dict(_published(store, tmp_path, 'SELECT "VisitKey", seen FROM visits'))
+    assert len(rows) == 300
+    assert rows["k250"] == lands
+    assert rows["k000"] == ordinary
+

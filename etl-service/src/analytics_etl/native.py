@@ -190,6 +190,30 @@ def rescale_decimals(table: pa.Table, columns: list[tuple[str, str]]) -> pa.Tabl
     return table
 
 
+class NativeRanges:
+    """The key ranges read by connectorx workers: an iterator of Arrow tables that says it
+    is connectorx's (is_native), so a load that fails part-way can be retried via the driver."""
+
+    def __init__(self, tables: Iterator[pa.Table]) -> None:
+        self._tables = tables
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        return self
+
+    def __next__(self) -> pa.Table:
+        return next(self._tables)
+
+    def close(self) -> None:  # stops the workers (the channel closes with the generator)
+        close = getattr(self._tables, "close", None)
+        if close is not None:
+            close()
+
+
+def is_native(batches: object) -> bool:
+    """Whether stream_full_table's result comes from connectorx (not the driver)."""
+    return isinstance(batches, (pa.RecordBatchReader, NativeRanges))
+
+
 def read_key_ranges(conn: sa.Connection, spec: TableSpec, estimate: int, workers: int, range_rows: int,
                     ) -> Iterator[pa.Table] | None:
     """The table as Arrow tables of key ranges read by `workers` threads (partitioned.py),
@@ -206,7 +230,7 @@ def read_key_ranges(conn: sa.Connection, spec: TableSpec, estimate: int, workers
     log.info("extract.partitioned", table=spec.target, key=key, ranges=len(ranges), workers=workers)
     queries = [literal_sql(range_select(stmt, sa.column(key), r), conn.dialect) for r in ranges]
     columns = [(c.name, c.duckdb_type) for c in spec.columns]
-    return read_ranges(native, queries, workers, lambda table: rescale_decimals(table, columns))
+    return NativeRanges(read_ranges(native, queries, workers, lambda table: rescale_decimals(table, columns)))
 
 
 def stream_full_table(conn: sa.Connection, spec: TableSpec, builder: BatchBuilder, batch_size: int, *,
