@@ -61,10 +61,6 @@ def _to_text(value: Any) -> Any:
     return str(value)
 
 
-def _json_text(value: Any) -> Any:
-    return None if value is None else json.dumps(value, default=str)
-
-
 def _rowversion_int(value: Any) -> Any:
     return int.from_bytes(value, "big") if isinstance(value, (bytes, bytearray)) else value
 
@@ -82,10 +78,8 @@ class BatchBuilder:
         names = [n for n, _ in columns]
         types = [transport_type(d, dialect) for _, d in columns]
         converters = {i: _rowversion_int for i, (_, d) in enumerate(columns) if d == "UBIGINT"}
-        if dialect == "postgresql":
-            # psycopg parses json/jsonb into Python values (a JSON string arrives unquoted):
-            # serialise them back so DuckDB's JSON cast sees JSON text.
-            converters.update({i: _json_text for i, (_, d) in enumerate(columns) if d == "JSON"})
+        # PostgreSQL json/jsonb columns are selected as text (source.select_rows), so psycopg
+        # hands over the server's JSON text, as connectorx does: no re-serialising here.
         return cls(names, types, converters)
 
     def build(self, rows: list[tuple]) -> pa.RecordBatch:

@@ -74,3 +74,9 @@ def maps_exactly(col_type: sa.types.TypeEngine) -> bool:
     if duckdb_type(col_type) != "VARCHAR":
         return True
     return isinstance(col_type, (sa.String, sa.Enum, postgresql.ARRAY, mssql.XML))
+
+
+def reads_as_text(col_type: sa.types.TypeEngine) -> bool:
+    """JSON, and a type synced as text that is not text at the source (an array, an interval,
+    anything unknown): read as the source's own text, so every read path spells it alike."""
+    return duckdb_type(col_type) in ("JSON", "VARCHAR") and not isinstance(col_type, (sa.String, sa.Enum))
