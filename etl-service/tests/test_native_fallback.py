@@ -114,3 +114,28 @@ def test_text_synced_postgres_columns_are_spelled_alike_by_full_and_incremental_
     # PostgreSQL's own text of each value, the interval's month kept.
     assert rows[0] == ('{é,"a,b",NULL}', "{1,NULL}", '{"k": [true, null], "é": 1}')
     assert _published(store, tmp_path, "SELECT span FROM spans") == [("1 mon 2 days 03:00:00.5",)]
+
+
+def test_sqlite_datetime_texts_with_an_offset_land_as_the_utc_time_they_name(make_settings, store, tmp_path: Path):
+    # SQLite reads '2026-02-03 04:05:06+02:00' as 02:05:06 UTC; DuckDB's cast to TIMESTAMP kept
+    # 04:05:06, silently two hours off. The cursor column keeps its written time: the watermark
+    # must stay comparable with the texts SQLite compares (here with a negative offset).
+    path = tmp_path / "offsets.db"
+    with sqlite3.connect(path) as con:
+        con.execute('CREATE TABLE events ("EventKey" INTEGER PRIMARY KEY, seen DATETIME, updated_at DATETIME)')
+        con.executemany("INSERT INTO events VALUES (?, ?, ?)", [
+            (1, "2026-02-03 04:05:06+02:00", "2026-01-01 08:00:00-02:00"),
+            (2, "2026-02-03T23:30:00-01:30", "2026-01-01 08:00:00-02:00"),
+            (3, "2026-02-03 04:05:06.25Z", "2026-01-01 08:00:00-02:00"),
+            (4, "2026-02-03 04:05:06", "2026-01-01 08:00:00-02:00"),
+            (5, None, "2026-01-01 08:00:00-02:00")])
+    settings = make_settings(source_url=f"sqlite:///{path}", tables_to_sync="events", cursor_lag_seconds=0)
+    assert run_sync(settings)["status"] == "published"
+    with sqlite3.connect(path) as con:  # later than the watermark in its own text and in UTC
+        con.execute("INSERT INTO events VALUES (6, '2026-02-03 10:00:00+05:00', '2026-01-01 09:00:00-02:00')")
+        con.execute("UPDATE events SET seen = '2026-02-03 12:00:00-03:00', updated_at = '2026-01-01 09:00:00-02:00' "
+                    'WHERE "EventKey" = 4')
+    assert run_sync(settings)["status"] == "published"
+    assert dict(_published(store, tmp_path, 'SELECT "EventKey", seen FROM events')) == {
+        1: datetime(2026, 2, 3, 2, 5, 6), 2: datetime(2026, 2, 4, 1, 0), 3: datetime(2026, 2, 3, 4, 5, 6, 250000),
+        4: datetime(2026, 2, 3, 15, 0), 5: None, 6: datetime(2026, 2, 3, 5, 0)}

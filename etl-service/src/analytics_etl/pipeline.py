@@ -56,7 +56,7 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
     counts.update(read=0, changed=0)
     columns = [(c.name, c.duckdb_type) for c in spec.columns]
     dialect = conn.dialect.name
-    builder = BatchBuilder.for_columns(columns, dialect)
+    builder = BatchBuilder.for_columns(columns, dialect, spec.cursor)
     current = working.table_columns(spec.target)
     drifted = current is not None and [(n, t) for n, t in current] != columns
     if drifted:
