@@ -139,3 +139,21 @@ def test_sqlite_datetime_texts_with_an_offset_land_as_the_utc_time_they_name(mak
     assert dict(_published(store, tmp_path, 'SELECT "EventKey", seen FROM events')) == {
         1: datetime(2026, 2, 3, 2, 5, 6), 2: datetime(2026, 2, 4, 1, 0), 3: datetime(2026, 2, 3, 4, 5, 6, 250000),
         4: datetime(2026, 2, 3, 15, 0), 5: None, 6: datetime(2026, 2, 3, 5, 0)}
+
+
+def test_a_sqlite_numeric_column_holding_integers_and_reals_is_loaded(make_settings, store, tmp_path: Path):
+    # NUMERIC affinity stores 0 or 12.00 as an INTEGER and 0.25 as a REAL. connectorx takes the
+    # column's type from the first row and failed part-way on the first other one
+    # ("InvalidColumnType(1, amount, Real)"): the table was never loaded (seen on a 3M-row ledger).
+    path = tmp_path / "prices.db"
+    with sqlite3.connect(path) as con:
+        con.execute('CREATE TABLE prices ("Sku" INTEGER PRIMARY KEY, amount NUMERIC(10,2), ratio REAL, updated_at DATETIME)')
+        con.executemany("INSERT INTO prices VALUES (?, ?, ?, ?)",
+                        [(i, i / 4, i / 8, "2026-01-01 00:00:00") for i in range(0, 400)])
+        assert con.execute("SELECT typeof(amount) FROM prices ORDER BY \"Sku\" LIMIT 2").fetchall() == [
+            ("integer",), ("real",)]
+    settings = make_settings(source_url=f"sqlite:///{path}", tables_to_sync="prices", batch_size=100)
+    result = run_sync(settings)
+    assert result["status"] == "published", result.get("errors")
+    rows = _published(store, tmp_path, 'SELECT "Sku", amount, ratio FROM prices ORDER BY "Sku"')
+    assert [(k, float(a), r) for k, a, r in rows] == [(i, i / 4, i / 8) for i in range(0, 400)]
