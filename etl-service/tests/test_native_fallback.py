@@ -157,3 +157,20 @@ def test_a_sqlite_numeric_column_holding_integers_and_reals_is_loaded(make_setti
     assert result["status"] == "published", result.get("errors")
     rows = _published(store, tmp_path, 'SELECT "Sku", amount, ratio FROM prices ORDER BY "Sku"')
     assert [(k, float(a), r) for k, a, r in rows] == [(i, i / 4, i / 8) for i in range(0, 400)]
+
+
+@pytest.mark.postgres
+def test_a_postgres_real_is_the_same_double_by_full_and_incremental_reads(
+        pg: psycopg.Connection, schema: str, pg_url: str, make_settings, store, tmp_path: Path):
+    # connectorx widens a float4 exactly (0.1428571492433548), psycopg parses its shortest text
+    # (0.14285715): the same value landed as two DOUBLEs, and a quiet re-read counted as a change.
+    pg.execute(f'CREATE TABLE {schema}.gauges ("GaugeKey" int PRIMARY KEY, reading real, updated_at timestamp NOT NULL)')
+    pg.execute(f"INSERT INTO {schema}.gauges SELECT g, 1 / 7.0, timestamp '2026-01-01' FROM generate_series(1, 3) g")
+    settings = make_settings(source_url=pg_url, tables_to_sync=f"{schema}.gauges", cursor_lag_seconds=3600)
+    assert run_sync(settings)["status"] == "published"
+    quiet = run_sync(settings)
+    assert quiet["status"] == "unchanged", quiet.get("tables")
+    pg.execute(f"UPDATE {schema}.gauges SET updated_at = timestamp '2026-01-01 00:00:01' WHERE \"GaugeKey\" = 2")
+    assert run_sync(settings)["status"] == "published"
+    readings = _published(store, tmp_path, 'SELECT reading FROM gauges ORDER BY "GaugeKey"')
+    assert readings == [(0.1428571492433548,)] * 3

@@ -76,7 +76,13 @@ def maps_exactly(col_type: sa.types.TypeEngine) -> bool:
     return isinstance(col_type, (sa.String, sa.Enum, postgresql.ARRAY, mssql.XML))
 
 
-def reads_as_text(col_type: sa.types.TypeEngine) -> bool:
-    """JSON, and a type synced as text that is not text at the source (an array, an interval,
-    anything unknown): read as the source's own text, so every read path spells it alike."""
-    return duckdb_type(col_type) in ("JSON", "VARCHAR") and not isinstance(col_type, (sa.String, sa.Enum))
+
+def read_as(col_type: sa.types.TypeEngine) -> sa.types.TypeEngine | None:
+    """PostgreSQL: the type a column is selected as (CAST), so that every read path hands its
+    values over alike, or None. Text for JSON and for a type synced as text that is not text
+    at the source (an array, an interval, anything unknown); float8 for real (float4)."""
+    if duckdb_type(col_type) in ("JSON", "VARCHAR") and not isinstance(col_type, (sa.String, sa.Enum)):
+        return sa.Text()
+    if isinstance(col_type, sa.REAL):
+        return postgresql.DOUBLE_PRECISION()
+    return None
