@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from analytics_etl.channel import pipe
@@ -61,8 +63,33 @@ def _to_text(value: Any) -> Any:
     return str(value)
 
 
-def _json_text(value: Any) -> Any:
-    return None if value is None else json.dumps(value, default=str)
+# SQLite keeps a DATETIME as the text written, which may end in a UTC offset (SQLite's date
+# functions read '2026-02-03 04:05:06+02:00' as 02:05:06 UTC). DuckDB's cast to TIMESTAMP drops
+# the offset (04:05:06): such texts are turned into the UTC time they name before the cast.
+_OFFSET = r"[ T]\d\d:\d\d(:\d\d(\.\d+)?)?([zZ]|[+-]\d\d:\d\d)$"
+
+
+def _utc_text(value: str | None) -> str | None:
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return value  # DuckDB's cast reports what it cannot read
+    if moment.tzinfo is None:
+        return value
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+
+
+def _offsets_to_utc(batch: pa.RecordBatch, columns: list[int]) -> pa.RecordBatch:
+    for i in columns:
+        values = batch.column(i)
+        if not pa.types.is_string(values.type):
+            continue
+        marked = pc.match_substring_regex(values, _OFFSET)
+        if not pc.any(marked).as_py():  # one vectorised scan; the usual batch ends here
+            continue
+        texts = [_utc_text(v) if m else v for v, m in zip(values.to_pylist(), marked.to_pylist())]
+        batch = batch.set_column(i, batch.schema.field(i), pa.array(texts, type=pa.string()))
+    return batch
 
 
 def _rowversion_int(value: Any) -> Any:
@@ -76,19 +103,27 @@ class BatchBuilder:
     names: list[str]
     types: list[pa.DataType]
     converters: dict[int, Any]
+    utc_columns: list[int] = field(default_factory=list)  # SQLite TIMESTAMP columns (_offsets_to_utc)
 
     @classmethod
-    def for_columns(cls, columns: list[tuple[str, str]], dialect: str) -> "BatchBuilder":
+    def for_columns(cls, columns: list[tuple[str, str]], dialect: str, cursor: str | None = None) -> "BatchBuilder":
         names = [n for n, _ in columns]
         types = [transport_type(d, dialect) for _, d in columns]
         converters = {i: _rowversion_int for i, (_, d) in enumerate(columns) if d == "UBIGINT"}
-        if dialect == "postgresql":
-            # psycopg parses json/jsonb into Python values (a JSON string arrives unquoted):
-            # serialise them back so DuckDB's JSON cast sees JSON text.
-            converters.update({i: _json_text for i, (_, d) in enumerate(columns) if d == "JSON"})
-        return cls(names, types, converters)
+        # PostgreSQL json/jsonb columns are selected as text (source.select_rows), so psycopg
+        # hands over the server's JSON text, as connectorx does: no re-serialising here.
+        # Not the cursor: SQLite compares it as the text written, so the watermark taken from the
+        # snapshot must stay in that text's terms (UTC from '08:00:00-02:00' would be 10:00, and a
+        # later row written '09:00:00-02:00' would sort below it and never be read).
+        utc = ([i for i, (n, d) in enumerate(columns) if d == "TIMESTAMP" and n != cursor]
+               if dialect in _DIALECT_TEXT_TEMPORAL else [])
+        return cls(names, types, converters, utc)
 
     def build(self, rows: list[tuple]) -> pa.RecordBatch:
+        batch = self._build(rows)
+        return _offsets_to_utc(batch, self.utc_columns) if self.utc_columns else batch
+
+    def _build(self, rows: list[tuple]) -> pa.RecordBatch:
         if self.converters:
             rows = [tuple(self.converters[i](v) if i in self.converters else v
                           for i, v in enumerate(r)) for r in rows]

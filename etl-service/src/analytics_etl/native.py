@@ -159,7 +159,12 @@ def read_native(conn: sa.Connection, stmt: sa.Select, batch_size: int, return_ty
 
         size = {"batch_size": batch_size} if return_type == "arrow_stream" else {}
         return connectorx.read_sql(native, query, return_type=return_type, **size)
-    except Exception as exc:  # noqa: BLE001 - an unsupported type or option: the driver path reads anything
+    except BaseException as exc:  # noqa: BLE001 - an unsupported type or option: the driver path reads anything
+        # connectorx reports some unsupported types by panicking (PostgreSQL `interval`:
+        # "not implemented: interval"), and pyo3's PanicException derives from BaseException,
+        # not Exception: caught as Exception it escaped every handler and failed the whole run.
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
         log.info("extract.native_unavailable", reason=str(exc).splitlines()[0][:200] if str(exc) else repr(exc))
         return None
 
@@ -185,6 +190,30 @@ def rescale_decimals(table: pa.Table, columns: list[tuple[str, str]]) -> pa.Tabl
     return table
 
 
+class NativeRanges:
+    """The key ranges read by connectorx workers: an iterator of Arrow tables that says it
+    is connectorx's (is_native), so a load that fails part-way can be retried via the driver."""
+
+    def __init__(self, tables: Iterator[pa.Table]) -> None:
+        self._tables = tables
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        return self
+
+    def __next__(self) -> pa.Table:
+        return next(self._tables)
+
+    def close(self) -> None:  # stops the workers (the channel closes with the generator)
+        close = getattr(self._tables, "close", None)
+        if close is not None:
+            close()
+
+
+def is_native(batches: object) -> bool:
+    """Whether stream_full_table's result comes from connectorx (not the driver)."""
+    return isinstance(batches, (pa.RecordBatchReader, NativeRanges))
+
+
 def read_key_ranges(conn: sa.Connection, spec: TableSpec, estimate: int, workers: int, range_rows: int,
                     ) -> Iterator[pa.Table] | None:
     """The table as Arrow tables of key ranges read by `workers` threads (partitioned.py),
@@ -201,7 +230,7 @@ def read_key_ranges(conn: sa.Connection, spec: TableSpec, estimate: int, workers
     log.info("extract.partitioned", table=spec.target, key=key, ranges=len(ranges), workers=workers)
     queries = [literal_sql(range_select(stmt, sa.column(key), r), conn.dialect) for r in ranges]
     columns = [(c.name, c.duckdb_type) for c in spec.columns]
-    return read_ranges(native, queries, workers, lambda table: rescale_decimals(table, columns))
+    return NativeRanges(read_ranges(native, queries, workers, lambda table: rescale_decimals(table, columns)))
 
 
 def stream_full_table(conn: sa.Connection, spec: TableSpec, builder: BatchBuilder, batch_size: int, *,

@@ -23,7 +23,7 @@ from analytics_etl.config import EtlSettings
 from analytics_etl.errors import SyncAborted, classify_source_error
 from analytics_etl.cursor import encode_watermark, watermark_order
 from analytics_etl.extract import BatchBuilder, stream_batches
-from analytics_etl.native import stream_full_table
+from analytics_etl.native import is_native, stream_full_table
 from analytics_etl.local_snapshot import LocalSnapshot
 from analytics_etl.publish import Published, publish_snapshot, write_run_record
 from analytics_etl.readahead import ReadAhead, select_changes, start_read_ahead
@@ -56,7 +56,7 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
     counts.update(read=0, changed=0)
     columns = [(c.name, c.duckdb_type) for c in spec.columns]
     dialect = conn.dialect.name
-    builder = BatchBuilder.for_columns(columns, dialect)
+    builder = BatchBuilder.for_columns(columns, dialect, spec.cursor)
     current = working.table_columns(spec.target)
     drifted = current is not None and [(n, t) for n, t in current] != columns
     if drifted:
@@ -74,9 +74,7 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
         if ahead is not None:
             ahead.discard(spec.target)
         before = working.fingerprint(spec.target) if current is not None else None
-        counts["read"] = working.replace_table(spec.target, columns, stream_full_table(
-            conn, spec, builder, settings.batch_size, partitions=settings.read_partitions,
-            partition_min_rows=settings.partition_min_rows))
+        counts["read"] = _load_full(spec, conn, working, settings, columns, builder)
         # A table new to the snapshot is a change without hashing every value it holds.
         changed = 1 if before is None else int(before != working.fingerprint(spec.target))
         counts["changed"] = counts["read"] if changed else 0
@@ -113,6 +111,33 @@ def sync_table(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection, wo
     log.info("table.synced", table=spec.target, detection=spec.detection, incremental=incremental,
              read=counts["read"], changed=changed, rows=entry.rows, watermark=watermark)
     return entry, changed > 0
+
+
+def _load_full(spec: TableSpec, conn: sa.Connection, working: WorkingDatabase, settings: EtlSettings,
+               columns: list[tuple[str, str]], builder: BatchBuilder) -> int:
+    """Reload the table whole: through connectorx, else through the driver; returns its rows.
+
+    connectorx checks values only as it reads them, so a value it cannot convert fails the
+    load part-way (SQLite: a DATETIME holding '2026-02-03 04:05:06Z' or
+    '2026-02-03 04:05', a DATE holding a date and time), and that table could never be
+    loaded. The failed load was rolled back: it is read once more through the driver, which
+    hands values over as they are (the docs' promise: the driver path reads everything).
+    """
+    batches = stream_full_table(conn, spec, builder, settings.batch_size, partitions=settings.read_partitions,
+                                partition_min_rows=settings.partition_min_rows)
+    try:
+        return working.replace_table(spec.target, columns, batches)
+    except BaseException as exc:  # pyo3's PanicException (a connectorx worker's) is a BaseException
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) or not is_native(batches):
+            raise
+        if hasattr(batches, "close"):
+            batches.close()  # stops the range workers before the driver reads
+        if conn.invalidated or conn.in_transaction():
+            conn.rollback()
+        log.warning("extract.native_failed", table=spec.target, action="read_via_driver",
+                    reason=(str(exc).splitlines() or [repr(exc)])[0][:200])
+    return working.replace_table(spec.target, columns,
+                                 stream_batches(conn, select_rows(spec), builder, settings.batch_size))
 
 
 def _sync_change_tracking(spec: TableSpec, prev: TableEntry | None, conn: sa.Connection,

@@ -60,7 +60,8 @@ def start_read_ahead(engine: sa.Engine, specs: dict[str, TableSpec], manifest: M
         if spec is None:
             continue
         if should_read_ahead(spec, prev):
-            builder = BatchBuilder.for_columns([(c.name, c.duckdb_type) for c in spec.columns], engine.dialect.name)
+            builder = BatchBuilder.for_columns([(c.name, c.duckdb_type) for c in spec.columns], engine.dialect.name,
+                                               spec.cursor)
             plans[target] = (select_changes(spec, prev, settings), builder)
     return ReadAhead(engine, plans, stream, settings.batch_size)
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine.reflection import ObjectKind
 
 from analytics_etl.describe import describe_query
 from analytics_etl.table_config import TableOptions
-from analytics_etl.types import duckdb_type, is_rowversion
+from analytics_etl.types import duckdb_type, is_rowversion, read_as
 from analytics_shared.errors import ConfigError, SourceError
 from analytics_shared.logging import get_logger
 
@@ -26,6 +26,15 @@ class SourceColumn:
     name: str
     sa_type: sa.types.TypeEngine = field(compare=False)
     duckdb_type: str
+    # Selected as CAST(col AS read_as) (PostgreSQL), so connectorx (full loads) and the driver
+    # (incremental reads) hand over one value alike. As text: JSON and the types synced as text
+    # (arrays, interval, unknown types), which they spelled differently (int[] '[1, NULL]' vs
+    # '[1, null]', text[] "[é, 'a,b']" vs '["\u00e9", "a,b"]', jsonb '{"é":1}' vs '{"\u00e9": 1}',
+    # interval '31 days, 3:00:00' from psycopg's timedelta, its month gone). As float8: real,
+    # which connectorx widened exactly (0.1428571492433548) and psycopg parsed from its shortest
+    # text (0.14285715). Rows re-read through the lag then counted as changed on a quiet
+    # source, and one table mixed both forms.
+    read_as: sa.types.TypeEngine | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,9 @@ def select_rows(spec: TableSpec, columns: list[str] | None = None) -> sa.Select:
     # without SQLAlchemy's per-value result processing. Only the spec's columns: a column
     # the tables file excludes is never selected from the source.
     names = columns or [c.name for c in spec.columns]
-    return sa.select(*(sa.column(n) for n in names)).select_from(source_from(spec))
+    read_as = {c.name: c.read_as for c in spec.columns if c.read_as is not None}
+    return sa.select(*(sa.cast(sa.column(n), read_as[n]).label(n) if n in read_as else sa.column(n)
+                       for n in names)).select_from(source_from(spec))
 
 
 def select_primary_keys(spec: TableSpec) -> sa.Select:
@@ -182,7 +193,8 @@ def _column_problems(w: _Wanted, names: set[str]) -> list[str]:
 def _spec(w: _Wanted, dialect: str, reflected: list[tuple[str, sa.types.TypeEngine]], pk: tuple[str, ...],
           requested: str, cursor_column: str, tracked: bool) -> TableSpec:
     o = w.options
-    cols = tuple(SourceColumn(n, t, duckdb_type(t)) for n, t in reflected if o.keeps(n))
+    cols = tuple(SourceColumn(n, t, duckdb_type(t), read_as=read_as(t) if dialect == "postgresql" else None)
+                 for n, t in reflected if o.keeps(n))
     pk = tuple(o.primary_key or pk)
     cursor_name = o.cursor_column or cursor_column
     rowversion = next((c.name for c in cols if is_rowversion(c.sa_type)), None)

@@ -74,3 +74,15 @@ def maps_exactly(col_type: sa.types.TypeEngine) -> bool:
     if duckdb_type(col_type) != "VARCHAR":
         return True
     return isinstance(col_type, (sa.String, sa.Enum, postgresql.ARRAY, mssql.XML))
+
+
+
+def read_as(col_type: sa.types.TypeEngine) -> sa.types.TypeEngine | None:
+    """PostgreSQL: the type a column is selected as (CAST), so that every read path hands its
+    values over alike, or None. Text for JSON and for a type synced as text that is not text
+    at the source (an array, an interval, anything unknown); float8 for real (float4)."""
+    if duckdb_type(col_type) in ("JSON", "VARCHAR") and not isinstance(col_type, (sa.String, sa.Enum)):
+        return sa.Text()
+    if isinstance(col_type, sa.REAL):
+        return postgresql.DOUBLE_PRECISION()
+    return None
