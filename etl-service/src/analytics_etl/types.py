@@ -76,7 +76,6 @@ def maps_exactly(col_type: sa.types.TypeEngine) -> bool:
     return isinstance(col_type, (sa.String, sa.Enum, postgresql.ARRAY, mssql.XML))
 
 
-
 def read_as(col_type: sa.types.TypeEngine) -> sa.types.TypeEngine | None:
     """PostgreSQL: the type a column is selected as (CAST), so that every read path hands its
     values over alike, or None. Text for JSON and for a type synced as text that is not text
