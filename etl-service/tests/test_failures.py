@@ -547,3 +547,28 @@ def test_damaged_published_index_fails_the_restore_clearly_and_publishes_nothing
     with pytest.raises((ManifestError, IntegrityError), match="malformed chunk index|missing"):
         run_sync(fresh, store=store)
     assert manifest_bytes(store) == before
+
+
+# --------------------------------------------------------------------------- 8. chunks gone behind the ETL's back
+
+
+@pytest.mark.parametrize("lost", ["one", "all"])
+def test_a_chunk_of_the_published_version_lost_from_the_store_is_uploaded_again(
+        lost, make_settings, store, tmp_path, source_path):
+    """A lifecycle rule on chunks/, a hand edit or a sweep with too short a grace removed chunks of
+    the version the ETL builds on. Its clean local state said the store held them, so they were
+    not uploaded, and every following manifest named a version no reader could assemble."""
+    from analytics_shared.chunks import chunk_key, read_index
+
+    settings = make_settings()
+    run_sync(settings)
+    manifest, _ = read_manifest(store)
+    chunks = read_index(store, manifest.index_key).chunks
+    for digest in (chunks[-2:-1] if lost == "one" else chunks):  # [-2]: a chunk the next version keeps
+        store.delete(chunk_key(digest))
+    touch_order(source_path)
+    result = run_sync(settings)
+    assert result["status"] == "published"
+    published, _ = verify_published(store, tmp_path)  # every chunk it lists is in the store
+    assert published.version != manifest.version
+    assert result["uploaded_objects"] >= (2 if lost == "one" else len(chunks))

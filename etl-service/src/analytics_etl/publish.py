@@ -9,7 +9,9 @@ this run without touching what the winner published.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +21,7 @@ import duckdb
 
 from analytics_etl.chunk_publish import ChunkUploader, UploadStats, scan_file
 from analytics_etl.local_snapshot import SnapshotState
-from analytics_shared.chunks import CHUNKS_PREFIX, ChunkIndex, ChunkTable, read_index, write_index
+from analytics_shared.chunks import CHUNKS_PREFIX, ChunkIndex, ChunkTable, chunk_key, read_index, write_index
 from analytics_shared.errors import AnalyticsError, IntegrityError, ManifestError, ObjectNotFound
 from analytics_shared.logging import get_logger
 from analytics_shared.manifest import RUNS_PREFIX, Manifest, new_version, read_manifest, write_manifest
@@ -53,6 +55,7 @@ def publish_snapshot(store: ObjectStore, path: Path, base: SnapshotState | None,
             uploader.abort()
             raise
         uploaded = uploader.finish()
+        _upload_lost_chunks(store, path, chunk_size, scanned.chunks.digests, known, uploaded)
         index = ChunkIndex(version=version, chunk_size=chunk_size, size_bytes=scanned.size, sha256=scanned.sha256,
                            duckdb_version=duckdb.__version__, chunks=scanned.chunks.digests)
         write_index(store, key, index)
@@ -73,6 +76,34 @@ def publish_snapshot(store: ObjectStore, path: Path, base: SnapshotState | None,
     write_manifest(store, manifest, expected_etag=expected_etag)
     log.info("manifest.published", version=version, key=key)
     return Published(manifest=manifest, chunks=scanned.chunks, index=index, uploaded=uploaded)
+
+
+def _upload_lost_chunks(store: ObjectStore, path: Path, chunk_size: int, digests: list[str], known: set[str],
+                        uploaded: UploadStats) -> None:
+    """Chunks skipped because the previous index lists them must still be in the store: one
+    can go behind the ETL's back (a lifecycle rule on chunks/, a hand edit, a sweep with too
+    short a grace). Trusting the index alone, every following manifest named a version no
+    reader could assemble. One listing of chunks/ per publish; a lost chunk is uploaded again
+    from this file (its bytes re-hashed), so the manifest never names a chunk the store lacks."""
+    skipped = set(digests) & known
+    if not skipped:
+        return
+    held = {o.key[len(CHUNKS_PREFIX):] for o in store.list(CHUNKS_PREFIX)}
+    lost = skipped - held
+    if not lost:
+        return
+    log.warning("chunks.lost_from_store", count=len(lost))
+    with path.open("rb", buffering=0) as fh:
+        for position, digest in enumerate(digests):
+            if digest not in lost:
+                continue
+            data = os.pread(fh.fileno(), chunk_size, position * chunk_size)
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise IntegrityError(f"chunk {position} of {path} changed while it was published")
+            store.put(chunk_key(digest), data, content_type="application/octet-stream")
+            uploaded.objects += 1
+            uploaded.bytes += len(data)
+            lost.discard(digest)
 
 
 def write_run_record(store: ObjectStore, run_id: str, record: dict) -> None:
