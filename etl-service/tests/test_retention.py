@@ -190,6 +190,28 @@ def test_an_unreadable_index_stops_the_sweep(make_settings, store, source_path, 
     assert store.list(CHUNKS_PREFIX) == before, "its chunks are unknown: nothing is deleted"
 
 
+def test_an_index_key_too_long_for_a_local_file_name_neither_fails_the_publish_nor_stops_the_sweep(
+        make_settings, store, source_path, tmp_path):
+    """Any key under history/ ending in .index.json is a version (a copy an operator parked there,
+    another tool's). The index cache named its file after the key: a long one raised OSError
+    (ENAMETOOLONG) after the manifest was written, so every publish from then on was recorded as
+    failed and the sweep never ran again."""
+    settings = make_settings(gc_grace_seconds=0)
+    run_sync(settings)
+    manifest, _ = read_manifest(store)
+    parked = HISTORY_PREFIX + "x" * 240 + ".index.json"
+    store.put(parked, store.get_bytes(manifest.index_key))
+    store.put(chunk_key("f" * 64), b"garbage")
+    old = (datetime.now(UTC) - timedelta(hours=2)).timestamp()
+    os.utime(store.root / chunk_key("f" * 64), (old, old))
+    touch(source_path)
+    result = run_sync(settings)
+    assert result["status"] == "published", result.get("error")
+    assert chunk_key("f" * 64) not in {o.key for o in store.list(CHUNKS_PREFIX)}, "the sweep ran"
+    assert_every_version_complete(store, tmp_path)
+    assert all(len(p.name) < 256 for p in (tmp_path / "state" / "indexes").iterdir())
+
+
 # ------------------------------------------------------------------ rollback
 
 

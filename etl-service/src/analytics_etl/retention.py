@@ -16,6 +16,7 @@ anywhere leaves only garbage for the next pass, never a version missing a chunk.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,7 +70,10 @@ class IndexCache:
         self.dir = directory
 
     def _path(self, key: str) -> Path:
-        return self.dir / key.replace("/", "__")
+        name = key.replace("/", "__")
+        if len(name.encode()) > 200:  # any key under history/ is a version: keep within a file name's 255 bytes
+            name = f"long__{hashlib.sha256(key.encode()).hexdigest()}.json"
+        return self.dir / name
 
     def put(self, key: str, index: ChunkIndex) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -148,3 +152,5 @@ def retain_and_collect(store: ObjectStore, state_dir: Path, *, keep: int, protec
             marker.touch()
     except AnalyticsError as exc:
         log.warning("retention.failed", error=exc.message)
+    except OSError as exc:  # the local index cache or marker (full, read-only state dir): the publish stands
+        log.warning("retention.failed", error=f"{type(exc).__name__}: {exc}")
