@@ -76,6 +76,26 @@ def test_index_roundtrip_and_validation() -> None:
         parse_index("k", json.dumps(good).encode()[:-20])  # truncated
 
 
+@pytest.mark.parametrize(("bad", "why"), [
+    ({"chunk_size": 0}, "chunk size must be"), ({"chunk_size": -CS}, "chunk size must be"),
+    ({"chunk_size": 2**40}, "chunk size must be"), ({"chunk_size": "1MiB"}, "chunk_size"),
+    ({"size_bytes": 10**30}, "chunks listed"), ({"size_bytes": -1}, "size_bytes"),
+    ({"chunks": ["../../current/manifest.json", "c" * 64]}, "chunks.0"),
+    ({"chunks": ["b" * 64 + "/..", "c" * 64]}, "chunks.0"), ({"chunks": None}, "chunks"),
+    ({"sha256": None}, "sha256"), ({"version": ["v"]}, "version"),
+], ids=["chunk-size-0", "chunk-size-negative", "chunk-size-1TiB", "chunk-size-text", "size-huge", "size-negative",
+        "chunk-key-traversal", "chunk-key-suffix", "chunks-null", "sha256-null", "version-list"])
+def test_hostile_index_fields_are_a_clear_error(bad: dict, why: str) -> None:
+    """A chunk name is a digest, never a path; sizes must describe the chunk list exactly."""
+    good = {"version": "v", "chunk_size": CS, "size_bytes": CS + 1, "sha256": list_digest(["b" * 64, "c" * 64]),
+            "duckdb_version": "2.0.0", "chunks": ["b" * 64, "c" * 64]}
+    with pytest.raises(ManifestError, match=f"malformed chunk index k .*{why}"):
+        parse_index("k", json.dumps({**good, **bad}).encode())
+    for body in (b"[]", b"null", b"\xff\xfe", b'{"a": ' * 10000):  # not an object, not UTF-8, nested too deep
+        with pytest.raises(ManifestError, match="malformed chunk index k"):
+            parse_index("k", body)
+
+
 def test_index_is_write_once(store: ObjectStore) -> None:
     index = publish(store, file_of(CS))
     with pytest.raises(PreconditionFailed):
