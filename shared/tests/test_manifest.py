@@ -213,3 +213,19 @@ def test_valid_manifest_with_unknown_fields_parses() -> None:
 def test_manifest_roundtrips_through_json() -> None:
     m = _manifest()
     assert parse_manifest(m.model_dump_json().encode()) == m
+
+
+def test_timestamps_without_an_offset_are_read_as_utc() -> None:
+    """A hand-edited or foreign manifest may write times without `Z`. Readers subtract them from
+    aware UTC times (/ready, /snapshot, the swap-delay metric): a naive datetime there raised
+    TypeError, which crashed API startup and made /snapshot a 500."""
+    doc = _valid(created_at="2024-05-06T07:08:09", published_at="2024-05-06T07:08:10.5")
+    doc["tables"]["dbo.orders"].update(synced_at="2024-05-06T07:08:00", reconciled_at="2024-05-06T06:00:00")
+    m = parse_manifest(json.dumps(doc).encode())
+    assert m.created_at == datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    assert m.published_at == datetime(2024, 5, 6, 7, 8, 10, 500000, tzinfo=UTC)
+    table = m.tables["dbo.orders"]
+    assert table.synced_at == datetime(2024, 5, 6, 7, 8, tzinfo=UTC)
+    assert table.reconciled_at == datetime(2024, 5, 6, 6, tzinfo=UTC)
+    # times with an offset keep meaning the same instant
+    assert _manifest(created_at="2024-05-06T09:08:09+02:00").created_at == datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from analytics_shared.errors import ManifestError, ObjectNotFound
 from analytics_shared.storage.base import ObjectStore
@@ -35,6 +36,16 @@ INDEX_SUFFIX = ".index.json"
 ChangeDetection = Literal["timestamp", "rowversion", "change_tracking", "full"]
 
 
+def _assume_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# Every time in the contract is UTC. One written without an offset (a hand edit, another writer)
+# is read as UTC: readers subtract these from aware times, and a naive one raised TypeError there
+# (API startup crashed in the swap metric, /snapshot answered 500).
+UtcDatetime = Annotated[datetime, AfterValidator(_assume_utc)]
+
+
 class Column(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str
@@ -48,11 +59,11 @@ class TableEntry(BaseModel):
     primary_key: list[str] = []
     change_detection: ChangeDetection
     watermark: str | int | None = None
-    synced_at: datetime | None = None
+    synced_at: UtcDatetime | None = None
     status: Literal["ok", "stale"] = "ok"
     last_error: str | None = None
     source: str | None = None
-    reconciled_at: datetime | None = None
+    reconciled_at: UtcDatetime | None = None
     runs_since_reconcile: int = Field(0, ge=0)
 
 
@@ -67,10 +78,10 @@ class Manifest(BaseModel):
     format_version: int
     version: str
     previous_version: str | None = None
-    created_at: datetime
+    created_at: UtcDatetime
     # When the manifest was written (a rollback rewrites it): readers measure from it how
     # long a new version took to reach them. Absent in manifests of older ETLs.
-    published_at: datetime | None = None
+    published_at: UtcDatetime | None = None
     database_key: str | None = None  # format 1
     index_key: str | None = None  # format 2
     chunk_size: int | None = Field(None, gt=0)  # format 2

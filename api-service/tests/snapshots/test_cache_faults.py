@@ -1,0 +1,68 @@
+"""Faults around a worker's snapshot load that are not the published bytes' fault: odd but valid
+manifest fields, a local cache that is full, read-only or holds a damaged file, and an S3 store
+that answers 503. Each time the last good version keeps serving, /ready says why, and the next
+good version is picked up."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from analytics_api.snapshots.files import local_name, sidecar_of
+from analytics_api.snapshots.manager import SnapshotManager
+from analytics_etl.config import get_settings as get_etl_settings
+from analytics_etl.pipeline import run_sync
+from analytics_shared.chunks import CHUNKS_PREFIX, file_identity, table_of
+from analytics_shared.manifest import MANIFEST_KEY, read_manifest
+
+TABLES = ["customers", "inventory", "orders", "products", "transactions"]
+Q = {"q": "SELECT count(*) AS n FROM orders"}
+
+
+def change_source(demo: Path) -> None:
+    with sqlite3.connect(demo / "source.db") as con:
+        con.execute("UPDATE orders SET status = ?, updated_at = datetime('now', '+1 second') WHERE id <= 5",
+                    [uuid.uuid4().hex[:8]])
+
+
+def rewrite_manifest(store, **update: object) -> dict:  # noqa: ANN001
+    path = Path(store.url.removeprefix("file://")) / MANIFEST_KEY
+    data = json.loads(path.read_text())
+    data.update(update)
+    path.write_text(json.dumps(data))
+    return data
+
+
+def rejected_loads(client) -> float:  # noqa: ANN001
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith('analytics_api_snapshot_loads_total{result="rejected"}'):
+            return float(line.split()[1])
+    return 0.0
+
+
+# ------------------------------------------------------------------ manifest fields
+
+
+def test_a_manifest_whose_times_have_no_offset_is_served(make_client, auth, store) -> None:  # noqa: ANN001
+    """created_at/published_at/synced_at without `Z` (a hand-edited or foreign manifest): the
+    swap-delay metric subtracted a naive time from an aware one, so the app did not even start,
+    and /snapshot answered 500."""
+    data = rewrite_manifest(store, created_at="2026-01-02T03:04:05", published_at="2026-01-02T03:04:06")
+    path = Path(store.url.removeprefix("file://")) / MANIFEST_KEY
+    for table in data["tables"].values():
+        table["synced_at"] = "2026-01-02T03:00:00"
+    path.write_text(json.dumps(data))
+    client = make_client()
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["snapshot_created_at"] == "2026-01-02T03:04:05+00:00"
+    body = client.get("/snapshot", headers=auth)
+    assert body.status_code == 200 and body.json()["tables"]["orders"]["synced_at"] == "2026-01-02T03:00:00+00:00"
+    assert client.get("/query", params=Q, headers=auth).status_code == 200
