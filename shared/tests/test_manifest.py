@@ -229,3 +229,11 @@ def test_timestamps_without_an_offset_are_read_as_utc() -> None:
     assert table.reconciled_at == datetime(2024, 5, 6, 6, tzinfo=UTC)
     # times with an offset keep meaning the same instant
     assert _manifest(created_at="2024-05-06T09:08:09+02:00").created_at == datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("version", ["ünïcødé", "tab\there", "nul\x00", "", "v" * 257, "two words"])
+def test_a_version_outside_printable_ascii_is_malformed(version: str) -> None:
+    """The version travels in HTTP headers and file names (see api-service test_cache_faults)."""
+    with pytest.raises(ManifestError, match="malformed manifest .* at version"):
+        parse_manifest(json.dumps(_valid(version=version)).encode())
+    assert _manifest(version="v" * 256).version == "v" * 256

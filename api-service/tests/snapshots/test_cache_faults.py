@@ -66,3 +66,43 @@ def test_a_manifest_whose_times_have_no_offset_is_served(make_client, auth, stor
     body = client.get("/snapshot", headers=auth)
     assert body.status_code == 200 and body.json()["tables"]["orders"]["synced_at"] == "2026-01-02T03:00:00+00:00"
     assert client.get("/query", params=Q, headers=auth).status_code == 200
+
+
+def _publish_as(store, version: str) -> None:  # noqa: ANN001
+    """The current version again, under another name (its index names its version too)."""
+    manifest, _ = read_manifest(store)
+    index = json.loads(store.get_bytes(manifest.index_key))
+    key = f"history/renamed-{uuid.uuid4().hex[:6]}.index.json"
+    store.put(key, json.dumps({**index, "version": version}).encode())
+    rewrite_manifest(store, version=version, index_key=key)
+
+
+@pytest.mark.parametrize("version", ["v" * 256, "../../../etc/passwd", "x/../../y", "..", "a\\b:c*?<>|"],
+                         ids=["256-chars", "traversal", "inner-traversal", "dotdot", "windows-specials"])
+def test_any_printable_version_loads_into_a_file_of_the_cache(client, auth, store, version) -> None:  # noqa: ANN001
+    """The version is free text in the manifest; the local file name made of it must stay one
+    short name inside SNAPSHOT_CACHE_DIR. A long one used to exceed the file-name limit:
+    refresh() raised OSError, /ready kept saying all was well, and the version never loaded."""
+    manager = client.app.state.services.snapshots
+    _publish_as(store, version)
+    assert manager.refresh() is True, manager.last_error
+    assert manager.current.version == version and manager.last_error is None
+    assert manager.current.path.parent == manager.cache_dir and len(manager.current.path.name) < 200
+    r = client.get("/query", params=Q, headers=auth)
+    assert r.status_code == 200 and r.json()["snapshot_version"] == version
+    assert r.headers["X-Snapshot-Version"] == version
+
+
+@pytest.mark.parametrize("version", ["ünïcødé-版本", "tab\there", "nul\u0000", "", "v" * 257],
+                         ids=["unicode", "control", "nul", "empty", "257-chars"])
+def test_a_version_no_header_can_carry_is_refused_and_the_old_keeps_serving(client, auth, store, version) -> None:  # noqa: ANN001
+    """Every answer carries the version in X-Snapshot-Version. One outside printable ASCII was
+    loaded, then every query failed with 500 (UnicodeEncodeError writing the header)."""
+    manager = client.app.state.services.snapshots
+    serving = manager.current.version
+    _publish_as(store, version)
+    assert manager.refresh() is False
+    assert "malformed manifest" in manager.last_error and "version" in manager.last_error
+    r = client.get("/query", params=Q, headers=auth)
+    assert r.status_code == 200 and r.json()["snapshot_version"] == serving
+    assert client.get("/ready").json()["last_error"] == manager.last_error

@@ -76,7 +76,9 @@ class SourceInfo(BaseModel):
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="allow")
     format_version: int
-    version: str
+    # The API sends the version in a response header (X-Snapshot-Version) and in file names:
+    # printable ASCII only, bounded (one with other characters made every query a 500).
+    version: str = Field(pattern=r"^[!-~]{1,256}$")
     previous_version: str | None = None
     created_at: UtcDatetime
     # When the manifest was written (a rollback rewrites it): readers measure from it how

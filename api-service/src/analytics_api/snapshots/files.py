@@ -39,7 +39,10 @@ STALE_PART_SECONDS = 3600
 
 
 def local_name(manifest: Manifest) -> str:
-    return f"{_UNSAFE.sub('_', manifest.version)}-{manifest.sha256[:16]}.duckdb"
+    # The version is at most 256 characters: cut so that the name and its `.<name>.lock` and
+    # `.<name>.chunks.json` siblings stay within the 255-byte limit of a file name (a long one
+    # made every load fail with ENAMETOOLONG). The digest keeps names of distinct files distinct.
+    return f"{_UNSAFE.sub('_', manifest.version)[:96]}-{manifest.sha256[:16]}.duckdb"
 
 
 def check_compatible(manifest: Manifest) -> None:
