@@ -162,6 +162,7 @@ def _table_rows(rows: int) -> dict[str, Any]:
                      id="key-dotdot"),
         pytest.param(json.dumps(_valid(database_key="/history/a.db")).encode(), id="key-absolute"),
         pytest.param(json.dumps(_table_rows(-1)).encode(), id="negative-rows"),
+        pytest.param(json.dumps(_table_rows(2**63)).encode(), id="rows-beyond-int64"),
         pytest.param(json.dumps(_valid(size_bytes=0)).encode(), id="zero-size"),
     ],
 )

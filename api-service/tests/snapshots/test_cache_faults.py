@@ -106,3 +106,19 @@ def test_a_version_no_header_can_carry_is_refused_and_the_old_keeps_serving(clie
     r = client.get("/query", params=Q, headers=auth)
     assert r.status_code == 200 and r.json()["snapshot_version"] == serving
     assert client.get("/ready").json()["last_error"] == manager.last_error
+
+
+def test_a_row_count_beyond_64_bits_is_refused_and_the_old_keeps_serving(client, auth, store) -> None:  # noqa: ANN001
+    """`rows` had no upper bound: a version claiming 10**20 rows loaded, then /snapshot and /schema
+    answered 500 (orjson serializes 64-bit integers only)."""
+    manager = client.app.state.services.snapshots
+    serving = manager.current.version
+    _publish_as(store, "huge-rows")
+    data = rewrite_manifest(store)
+    data["tables"]["orders"]["rows"] = 10**20
+    rewrite_manifest(store, tables=data["tables"])
+    assert manager.refresh() is False and "malformed manifest" in manager.last_error
+    for path in ("/snapshot", "/schema"):
+        r = client.get(path, headers=auth)
+        assert r.status_code == 200, path
+    assert client.get("/snapshot", headers=auth).json()["version"] == serving

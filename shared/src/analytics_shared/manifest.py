@@ -54,7 +54,9 @@ class Column(BaseModel):
 
 class TableEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
-    rows: int = Field(ge=0)
+    # A DuckDB table holds at most 2**63 - 1 rows; a larger count (only a hand edit writes one) made
+    # the API's /snapshot and /schema answer 500, as JSON encoders take 64-bit integers only.
+    rows: int = Field(ge=0, le=2**63 - 1)
     columns: list[Column]
     primary_key: list[str] = []
     change_detection: ChangeDetection
