@@ -62,3 +62,11 @@ class SnapshotRejected(AnalyticsError):
     """A published snapshot this worker will not serve (corrupt, incompatible, unreadable)."""
 
     code = "snapshot_rejected"
+
+
+class SnapshotCacheError(AnalyticsError):
+    """SNAPSHOT_CACHE_DIR cannot take a new version (full, read-only, a name it refuses): the
+    version itself may be fine, so it is tried again at the next poll."""
+
+    code = "snapshot_cache_error"
+    transient = True

@@ -122,3 +122,80 @@ def test_a_row_count_beyond_64_bits_is_refused_and_the_old_keeps_serving(client,
         r = client.get(path, headers=auth)
         assert r.status_code == 200, path
     assert client.get("/snapshot", headers=auth).json()["version"] == serving
+
+
+# ------------------------------------------------------------------ the local cache
+
+
+def _mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 4 MiB file system (tmpfs): room for about two demo snapshots."""
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    try:
+        _mount("-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt))
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("needs permission to mount a tmpfs")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(disk: Path, leave: int) -> Path:
+    stat = os.statvfs(disk)
+    filler = disk / "filler"
+    filler.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave))
+    return filler
+
+
+def test_a_full_cache_disk_is_reported_and_the_next_version_loads_once_there_is_room(
+        make_client, auth, demo, publish, small_disk) -> None:  # noqa: ANN001
+    """ENOSPC while a new version is written: the OSError escaped refresh(), so /ready kept
+    `last_error: null` and no metric moved while the worker silently fell behind."""
+    client = make_client(snapshot_cache_dir=small_disk / "cache")
+    manager = client.app.state.services.snapshots
+    serving = manager.current.version
+    filler = _fill(small_disk, leave=256 * 1024)
+    change_source(demo)
+    assert publish()["status"] == "published"
+    before = rejected_loads(client)
+    assert manager.refresh() is False
+    assert "No space left on device" in manager.last_error
+    ready = client.get("/ready").json()
+    assert ready["snapshot_version"] == serving and "No space left" in ready["last_error"]
+    assert rejected_loads(client) == before + 1
+    r = client.get("/query", params=Q, headers=auth)
+    assert r.status_code == 200 and r.json()["snapshot_version"] == serving
+    assert not list((small_disk / "cache").glob(".*.part")), "the half-written file is removed"
+    filler.unlink()  # the operator makes room: the same version is tried again, not remembered as bad
+    assert manager.refresh() is True and manager.last_error is None
+    assert manager.current.version == read_manifest(client.app.state.services.snapshots.store)[0].version
+
+
+def test_a_read_only_cache_is_reported_and_the_next_version_loads_once_writable(
+        make_client, auth, demo, publish, tmp_path) -> None:  # noqa: ANN001
+    cache = tmp_path / "ro-cache"
+    client = make_client(snapshot_cache_dir=cache)
+    manager = client.app.state.services.snapshots
+    serving = manager.current.version
+    try:
+        _mount("--bind", str(cache), str(cache))
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("needs permission to bind-mount")
+    try:
+        _mount("-o", "remount,bind,ro", str(cache))
+        change_source(demo)
+        assert publish()["status"] == "published"
+        assert manager.refresh() is False
+        assert "Read-only file system" in manager.last_error
+        assert client.get("/ready").json()["last_error"] == manager.last_error
+        r = client.get("/query", params=Q, headers=auth)
+        assert r.status_code == 200 and r.json()["snapshot_version"] == serving
+    finally:
+        subprocess.run(["umount", str(cache)], check=True)
+    assert manager.refresh() is True and manager.last_error is None

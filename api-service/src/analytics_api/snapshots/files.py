@@ -144,5 +144,5 @@ def purge_stale_parts(cache_dir: Path) -> None:
         try:
             if part.stat().st_mtime < cutoff:
                 part.unlink()
-        except FileNotFoundError:
+        except OSError:  # gone already, or a read-only cache: the load reports that, start-up goes on
             pass

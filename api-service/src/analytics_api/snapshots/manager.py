@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from analytics_api.errors import Gone, SnapshotRejected, SnapshotUnavailable
+from analytics_api.errors import Gone, SnapshotCacheError, SnapshotRejected, SnapshotUnavailable
 from analytics_api.snapshots.database import Snapshot, load_snapshot
 from analytics_api.snapshots.files import (LocalCopy, check_compatible, ensure_local_copy, host_lock, local_name,
                                            newest_local_copy, purge_stale_parts, remove_local_copy)
@@ -133,6 +133,16 @@ class SnapshotManager:
 
     def _load(self, manifest: Manifest) -> Snapshot:
         check_compatible(manifest)
+        try:
+            return self._load_into_cache(manifest)
+        except OSError as exc:
+            # The cache directory is full, read-only or refuses a name: not the version's fault,
+            # so not remembered as bad. Raised bare, it escaped refresh(): /ready kept saying
+            # all was well and no metric moved while the worker fell behind.
+            raise SnapshotCacheError(f"snapshot cache {self.cache_dir} cannot take version {manifest.version}: "
+                                     f"{exc.strerror or exc}") from exc
+
+    def _load_into_cache(self, manifest: Manifest) -> Snapshot:
         name = local_name(manifest)
         with host_lock(self.cache_dir, name):
             # The file being served is the base the new version reuses unchanged chunks from.
