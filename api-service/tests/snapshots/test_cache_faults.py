@@ -199,3 +199,30 @@ def test_a_read_only_cache_is_reported_and_the_next_version_loads_once_writable(
     finally:
         subprocess.run(["umount", str(cache)], check=True)
     assert manager.refresh() is True and manager.last_error is None
+
+
+@pytest.mark.parametrize("sidecar", [False, True], ids=["no-sidecar", "sidecar-survived"])
+def test_a_damaged_file_under_the_version_s_name_is_fetched_again(make_client, auth, store, tmp_path,
+                                                                  sidecar) -> None:  # noqa: ANN001
+    """A file of the right size but the wrong bytes under a version's final name (a crash of the
+    host before the written data reached the disk; an operator's copy). It used to be trusted on
+    its size alone: the version was rejected as unreadable and remembered as bad, so the host
+    answered 503 until the ETL published something else, although the store held it intact."""
+    manifest, _ = read_manifest(store)
+    good_cache = tmp_path / "good-cache"
+    good = SnapshotManager(store, cache_dir=good_cache, tables=TABLES, poll_seconds=3600, memory_limit="256MB",
+                           threads=1)
+    assert good.refresh()
+    good_sidecar = json.loads(sidecar_of(good.current.path).read_text())
+    good.stop()
+    cache = tmp_path / "snapshot-cache"
+    cache.mkdir()
+    damaged = cache / local_name(manifest)
+    damaged.write_bytes(b"\0" * manifest.size_bytes)
+    if sidecar:  # its chunk table survived, and describes the file's identity as it is now
+        sidecar_of(damaged).write_text(json.dumps({**good_sidecar, "identity": list(file_identity(damaged))}))
+    client = make_client(snapshot_cache_dir=cache)
+    manager = client.app.state.services.snapshots
+    assert manager.current is not None and manager.current.version == manifest.version, manager.last_error
+    assert client.get("/query", params=Q, headers=auth).json()["data"][0]["n"] > 0
+    assert table_of(damaged, manifest.chunk_size).digests == good_sidecar["table"]["digests"]
