@@ -226,3 +226,65 @@ def test_a_damaged_file_under_the_version_s_name_is_fetched_again(make_client, a
     assert manager.current is not None and manager.current.version == manifest.version, manager.last_error
     assert client.get("/query", params=Q, headers=auth).json()["data"][0]["n"] > 0
     assert table_of(damaged, manifest.chunk_size).digests == good_sidecar["table"]["digests"]
+
+
+# ------------------------------------------------------------------ S3 (moto's server)
+
+
+class Fault503:
+    """Answers the S3 GETs of the `nth` chunk key asked for with 503 SlowDown, `times` times (a mock:
+    moto cannot be told to throttle); botocore's own retries see every one of them."""
+
+    def __init__(self, nth: int, times: int) -> None:
+        self.nth, self.times, self.keys, self.fired = nth, times, [], 0
+
+    def __call__(self, request, **kwargs: object):  # noqa: ANN001, ANN204
+        from botocore.awsrequest import AWSResponse
+
+        if f"/{CHUNKS_PREFIX}" not in request.url or request.method != "GET":
+            return None
+        if request.url not in self.keys:
+            self.keys.append(request.url)
+        if self.keys.index(request.url) != self.nth - 1 or self.fired >= self.times:
+            return None
+        self.fired += 1
+
+        class Raw:
+            def stream(self, *args: object, **kw: object) -> Iterator[bytes]:
+                yield b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+
+        return AWSResponse(request.url, 503, {}, Raw())
+
+
+def test_s3_503s_on_the_nth_chunk_are_transient_and_the_next_poll_loads(
+        make_client, auth, demo, aws_env, moto_endpoint) -> None:  # noqa: ANN001
+    bucket = f"api-faults-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", region_name="us-east-1", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
+    storage = f"s3://{bucket}/pfx"
+
+    def publish() -> dict:
+        settings = get_etl_settings(source_url=f"sqlite:///{demo / 'source.db'}", storage_url=storage,
+                                    s3_endpoint_url=moto_endpoint, etl_state_dir=demo / "s3-state",
+                                    cursor_lag_seconds=60, chunk_size="256KiB")
+        return run_sync(settings)
+
+    assert publish()["status"] == "published"
+    client = make_client(storage_url=storage, s3_endpoint_url=moto_endpoint)
+    manager = client.app.state.services.snapshots
+    serving = manager.current.version
+    change_source(demo)
+    assert publish()["status"] == "published"
+    fault = Fault503(nth=2, times=6)  # max_attempts=5 retries after the first try: this GET fails
+    manager.store.client.meta.events.register("before-send.s3.GetObject", fault)
+    assert manager.refresh() is False, (fault.keys, fault.fired)
+    assert fault.fired == 6 and "SlowDown" in manager.last_error
+    assert client.get("/ready").json()["snapshot_version"] == serving
+    r = client.get("/query", params=Q, headers=auth)
+    assert r.status_code == 200 and r.json()["snapshot_version"] == serving
+    assert manager.refresh() is True  # transient: not remembered as a bad version
+    assert manager.current.version != serving and manager.last_error is None
+    fault2 = Fault503(nth=1, times=2)  # fewer failures than botocore's attempts: nobody notices
+    manager.store.client.meta.events.register("before-send.s3.GetObject", fault2)
+    change_source(demo)
+    assert publish()["status"] == "published"
+    assert manager.refresh() is True and fault2.fired == 2
