@@ -305,11 +305,18 @@ def _publish(settings: EtlSettings, store: ObjectStore, build: Build, manifest: 
              etag: str | None, tables: dict[str, TableEntry], engine: sa.Engine) -> Published:
     views = settings.views_path.read_text() if settings.views_path else None
     path = build.finish(list(tables), views)
+    # Whether reused chunks are still in the store is checked at most once per grace period:
+    # the check lists every chunk's key, which a publish that moves a few chunks should not.
+    checked = settings.etl_state_dir / "last_chunk_check"
+    check_reused = not checked.exists() or time.time() - checked.stat().st_mtime >= settings.gc_grace_seconds
     published = publish_snapshot(
         store, path, build.base, format_version=settings.manifest_format, chunk_size=settings.chunk_size,
-        concurrency=settings.upload_concurrency, expected_etag=etag,
+        concurrency=settings.upload_concurrency, expected_etag=etag, check_reused=check_reused,
         previous_version=manifest.version if manifest else None, created_at=datetime.now(UTC),
         source=describe_source(engine), tables=tables)
+    if check_reused:
+        checked.parent.mkdir(parents=True, exist_ok=True)
+        checked.touch()
     build.local.adopt(published.manifest, published.chunks, chunks_in_store=published.index is not None,
                       compact_size=build.compact_size)
     indexes = IndexCache(settings.etl_state_dir / "indexes")
