@@ -104,6 +104,20 @@ def published_rows(store: LocalStore, tmp_path: Path):
     return lambda table: snapshot_rows(store, tmp_path, table)
 
 
+@pytest.fixture
+def published(store: LocalStore, tmp_path: Path):
+    """published(sql): rows of `sql` on the version the store publishes now (fetched once per version)."""
+    def query(sql: str) -> list[tuple]:
+        manifest, _ = read_manifest(store)
+        local = tmp_path / f"published-{manifest.version.replace(':', '')}.db"
+        if not local.exists():
+            fetch_snapshot(store, manifest, local)
+        with duckdb.connect(str(local), read_only=True) as con:
+            return con.execute(sql).fetchall()
+
+    return query
+
+
 class Webhook:
     """A real HTTP server standing in for a Slack incoming webhook: it records every POST."""
 

@@ -13,9 +13,7 @@ import os
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 
-import duckdb
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
@@ -24,7 +22,6 @@ from sqlalchemy.dialects.mssql import pyodbc
 from analytics_etl.doctor import doctor
 from analytics_etl.pipeline import run_sync
 from analytics_shared.manifest import read_manifest
-from analytics_shared.snapshot_files import fetch_snapshot
 
 META = sa.MetaData()
 ORDERS = sa.Table("orders", META, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False), sa.Column("status", mssql.NVARCHAR(20)),
@@ -121,16 +118,8 @@ def database(server: sa.Engine):  # noqa: ANN201
             conn.execute(stmt)
 
 
-def published(store, tmp_path: Path, sql: str) -> list[tuple]:  # noqa: ANN001
-    manifest, _ = read_manifest(store)
-    local = tmp_path / f"p-{manifest.version}.db"
-    fetch_snapshot(store, manifest, local)
-    with duckdb.connect(str(local), read_only=True) as con:
-        return con.execute(sql).fetchall()
-
-
 @pytest.mark.mssql
-def test_change_tracking_inserts_updates_deletes_and_an_expired_version(database, make_settings, store, tmp_path):
+def test_change_tracking_inserts_updates_deletes_and_an_expired_version(database, make_settings, store, published, tmp_path):
     name, url, engine = database
     with engine.connect() as conn:
         conn.execute(sa.schema.CreateTable(ORDERS))
@@ -145,7 +134,7 @@ def test_change_tracking_inserts_updates_deletes_and_an_expired_version(database
                      [{"key": 5, "s": "paid"}])
         conn.execute(ORDERS.delete().where(ORDERS.c.id.in_([1, 2])))
     assert run_sync(settings)["status"] == "published"
-    rows = dict(published(store, tmp_path, "SELECT id, status FROM orders"))
+    rows = dict(published("SELECT id, status FROM orders"))
     assert len(rows) == 99 and rows[101] == "late" and rows[5] == "paid" and 1 not in rows
     # Rows deleted while Change Tracking is off are in no change history; re-enabling it moves
     # CHANGE_TRACKING_MIN_VALID_VERSION past the stored version (the update makes sure the
@@ -157,12 +146,12 @@ def test_change_tracking_inserts_updates_deletes_and_an_expired_version(database
         conn.execute(ORDERS.delete().where(ORDERS.c.id.in_([3, 4])))
         conn.execute(change_tracking_sql(ORDERS, True))
     run_sync(settings)
-    rows = dict(published(store, tmp_path, "SELECT id, status FROM orders"))
+    rows = dict(published("SELECT id, status FROM orders"))
     assert len(rows) == 97 and 3 not in rows and 4 not in rows and rows[6] == "moved"
 
 
 @pytest.mark.mssql
-def test_rowversion_and_native_reads(database, make_settings, store, tmp_path, monkeypatch):
+def test_rowversion_and_native_reads(database, make_settings, store, published, tmp_path, monkeypatch):
     import connectorx
 
     name, url, engine = database
@@ -179,13 +168,13 @@ def test_rowversion_and_native_reads(database, make_settings, store, tmp_path, m
         conn.execute(LEDGER.update().where(LEDGER.c.id == 3).values(memo="changed"))
         conn.execute(LEDGER.delete().where(LEDGER.c.id == 4))
     run_sync(settings)
-    rows = dict(published(store, tmp_path, "SELECT id, memo FROM ledger"))
+    rows = dict(published("SELECT id, memo FROM ledger"))
     assert rows[3] == "changed" and 4 not in rows and len(rows) == 49
     assert urls and all(u.startswith("mssql://") for u in urls)  # full load and key reconciliation
 
 
 @pytest.mark.mssql
-def test_every_mapped_type(database, make_settings, store, tmp_path):
+def test_every_mapped_type(database, make_settings, store, published, tmp_path):
     name, url, engine = database
     with engine.connect() as conn:
         conn.execute(sa.schema.CreateTable(KINDS))
@@ -195,7 +184,7 @@ def test_every_mapped_type(database, make_settings, store, tmp_path):
     types = {c.name: c.type for c in read_manifest(store)[0].tables["kinds"].columns}
     assert types == {"id": "BIGINT", "at": "TIMESTAMP", "seen": "TIMESTAMP WITH TIME ZONE", "amount": "DECIMAL(18,4)",
                      "price": "DECIMAL(19,4)", "flag": "BOOLEAN", "ref": "UUID", "body": "VARCHAR", "blob": "BLOB"}
-    got = published(store, tmp_path, "SELECT id, at, epoch_us(seen), amount, price, flag, ref, body, blob FROM kinds "
+    got = published("SELECT id, at, epoch_us(seen), amount, price, flag, ref, body, blob FROM kinds "
                                      "ORDER BY id")
     first = KIND_ROWS[0]
     assert got[0] == (1, first["at"], int(first["seen"].timestamp() * 1_000_000), first["amount"], first["price"],

@@ -14,26 +14,15 @@ import sqlite3
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import psycopg
 import pytest
 
 from analytics_etl.pipeline import run_sync
-from analytics_shared.manifest import read_manifest
-from analytics_shared.snapshot_files import fetch_snapshot
-
-
-def _published(store, tmp_path: Path, sql: str) -> list[tuple]:  # noqa: ANN001
-    manifest, _ = read_manifest(store)
-    local = tmp_path / f"published-{manifest.version.replace(':', '')}.db"
-    fetch_snapshot(store, manifest, local)
-    with duckdb.connect(str(local), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 @pytest.mark.postgres
 def test_a_postgres_interval_column_does_not_fail_the_run(pg: psycopg.Connection, schema: str, pg_url: str,
-                                                          make_settings, store, tmp_path: Path):
+                                                          make_settings, store, published, tmp_path: Path):
     # connectorx panics on `interval` ("not implemented: interval"); the PanicException is a
     # BaseException, which escaped read_native's `except Exception` and every table handler:
     # run_sync raised and no table (not even `plain`) was ever published.
@@ -47,12 +36,12 @@ def test_a_postgres_interval_column_does_not_fail_the_run(pg: psycopg.Connection
                              cursor_lag_seconds=0)
     result = run_sync(settings)
     assert result["status"] == "published", result
-    assert _published(store, tmp_path, "SELECT count(*), min(\"ShiftKey\"), max(\"ShiftKey\") FROM shifts") == [(50, 1, 50)]
-    assert _published(store, tmp_path, "SELECT * FROM plain ORDER BY id") == [(1, "a"), (2, "b")]
+    assert published("SELECT count(*), min(\"ShiftKey\"), max(\"ShiftKey\") FROM shifts") == [(50, 1, 50)]
+    assert published("SELECT * FROM plain ORDER BY id") == [(1, "a"), (2, "b")]
     # Incremental runs read through the driver as before.
     pg.execute(f"UPDATE {schema}.shifts SET note = 'changed', updated_at = timestamp '2026-01-02' WHERE \"ShiftKey\" = 7")
     assert run_sync(settings)["status"] == "published"
-    assert _published(store, tmp_path, "SELECT note FROM shifts WHERE \"ShiftKey\" = 7") == [("changed",)]
+    assert published("SELECT note FROM shifts WHERE \"ShiftKey\" = 7") == [("changed",)]
 
 
 # (declared type, stored text, what lands): SQLite accepts each of these texts in its date
@@ -68,7 +57,7 @@ UNPARSED_BY_CONNECTORX = [
 
 @pytest.mark.parametrize(("declared", "stored", "lands"), UNPARSED_BY_CONNECTORX)
 def test_sqlite_date_texts_connectorx_cannot_parse_are_read_through_the_driver(
-        declared, stored, lands, make_settings, store, tmp_path: Path):
+        declared, stored, lands, make_settings, store, published, tmp_path: Path):
     # Before: connectorx's stream failed part-way ("cx writer failed: ... ParseError"), the
     # table was never loaded and stayed stale on every run (a new table: absent from the snapshot).
     path = tmp_path / "dates.db"
@@ -82,7 +71,7 @@ def test_sqlite_date_texts_connectorx_cannot_parse_are_read_through_the_driver(
     settings = make_settings(source_url=f"sqlite:///{path}", tables_to_sync="visits", batch_size=100)
     result = run_sync(settings)
     assert result["status"] == "published", result.get("errors")
-    rows = dict(_published(store, tmp_path, 'SELECT "VisitKey", seen FROM visits'))
+    rows = dict(published('SELECT "VisitKey", seen FROM visits'))
     assert len(rows) == 300
     assert rows["k250"] == lands
     assert rows["k000"] == ordinary
@@ -90,7 +79,7 @@ def test_sqlite_date_texts_connectorx_cannot_parse_are_read_through_the_driver(
 
 @pytest.mark.postgres
 def test_text_synced_postgres_columns_are_spelled_alike_by_full_and_incremental_reads(
-        pg: psycopg.Connection, schema: str, pg_url: str, make_settings, store, tmp_path: Path):
+        pg: psycopg.Connection, schema: str, pg_url: str, make_settings, store, published, tmp_path: Path):
     # A full load reads through connectorx, an incremental one through psycopg. They spelled the
     # same value differently (int[]: '[1, NULL]' / '[1, null]'; text[]: "[é, 'a,b']" /
     # '["\u00e9", "a,b"]'; jsonb: '{"é":1}' / '{"\u00e9": 1}'), so rows re-read through the lag on
@@ -109,14 +98,14 @@ def test_text_synced_postgres_columns_are_spelled_alike_by_full_and_incremental_
     assert quiet["status"] == "unchanged", quiet.get("tables")
     pg.execute(f"UPDATE {schema}.tags SET updated_at = timestamp '2026-01-01 00:00:01' WHERE \"TagKey\" = 2")
     assert run_sync(settings)["status"] == "published"
-    rows = _published(store, tmp_path, 'SELECT labels, counts, doc::VARCHAR FROM tags ORDER BY "TagKey"')
+    rows = published('SELECT labels, counts, doc::VARCHAR FROM tags ORDER BY "TagKey"')
     assert rows[0] == rows[1] == rows[2]  # read by connectorx, by psycopg, and re-read unchanged
     # PostgreSQL's own text of each value, the interval's month kept.
     assert rows[0] == ('{é,"a,b",NULL}', "{1,NULL}", '{"k": [true, null], "é": 1}')
-    assert _published(store, tmp_path, "SELECT span FROM spans") == [("1 mon 2 days 03:00:00.5",)]
+    assert published("SELECT span FROM spans") == [("1 mon 2 days 03:00:00.5",)]
 
 
-def test_sqlite_datetime_texts_with_an_offset_land_as_the_utc_time_they_name(make_settings, store, tmp_path: Path):
+def test_sqlite_datetime_texts_with_an_offset_land_as_the_utc_time_they_name(make_settings, store, published, tmp_path: Path):
     # SQLite reads '2026-02-03 04:05:06+02:00' as 02:05:06 UTC; DuckDB's cast to TIMESTAMP kept
     # 04:05:06, silently two hours off. The cursor column keeps its written time: the watermark
     # must stay comparable with the texts SQLite compares (here with a negative offset).
@@ -136,12 +125,12 @@ def test_sqlite_datetime_texts_with_an_offset_land_as_the_utc_time_they_name(mak
         con.execute("UPDATE events SET seen = '2026-02-03 12:00:00-03:00', updated_at = '2026-01-01 09:00:00-02:00' "
                     'WHERE "EventKey" = 4')
     assert run_sync(settings)["status"] == "published"
-    assert dict(_published(store, tmp_path, 'SELECT "EventKey", seen FROM events')) == {
+    assert dict(published('SELECT "EventKey", seen FROM events')) == {
         1: datetime(2026, 2, 3, 2, 5, 6), 2: datetime(2026, 2, 4, 1, 0), 3: datetime(2026, 2, 3, 4, 5, 6, 250000),
         4: datetime(2026, 2, 3, 15, 0), 5: None, 6: datetime(2026, 2, 3, 5, 0)}
 
 
-def test_a_sqlite_numeric_column_holding_integers_and_reals_is_loaded(make_settings, store, tmp_path: Path):
+def test_a_sqlite_numeric_column_holding_integers_and_reals_is_loaded(make_settings, store, published, tmp_path: Path):
     # NUMERIC affinity stores 0 or 12.00 as an INTEGER and 0.25 as a REAL. connectorx takes the
     # column's type from the first row and failed part-way on the first other one
     # ("InvalidColumnType(1, amount, Real)"): the table was never loaded (seen on a 3M-row ledger).
@@ -155,13 +144,13 @@ def test_a_sqlite_numeric_column_holding_integers_and_reals_is_loaded(make_setti
     settings = make_settings(source_url=f"sqlite:///{path}", tables_to_sync="prices", batch_size=100)
     result = run_sync(settings)
     assert result["status"] == "published", result.get("errors")
-    rows = _published(store, tmp_path, 'SELECT "Sku", amount, ratio FROM prices ORDER BY "Sku"')
+    rows = published('SELECT "Sku", amount, ratio FROM prices ORDER BY "Sku"')
     assert [(k, float(a), r) for k, a, r in rows] == [(i, i / 4, i / 8) for i in range(0, 400)]
 
 
 @pytest.mark.postgres
 def test_a_postgres_real_is_the_same_double_by_full_and_incremental_reads(
-        pg: psycopg.Connection, schema: str, pg_url: str, make_settings, store, tmp_path: Path):
+        pg: psycopg.Connection, schema: str, pg_url: str, make_settings, store, published, tmp_path: Path):
     # connectorx widens a float4 exactly (0.1428571492433548), psycopg parses its shortest text
     # (0.14285715): the same value landed as two DOUBLEs, and a quiet re-read counted as a change.
     pg.execute(f'CREATE TABLE {schema}.gauges ("GaugeKey" int PRIMARY KEY, reading real, updated_at timestamp NOT NULL)')
@@ -172,5 +161,5 @@ def test_a_postgres_real_is_the_same_double_by_full_and_incremental_reads(
     assert quiet["status"] == "unchanged", quiet.get("tables")
     pg.execute(f"UPDATE {schema}.gauges SET updated_at = timestamp '2026-01-01 00:00:01' WHERE \"GaugeKey\" = 2")
     assert run_sync(settings)["status"] == "published"
-    readings = _published(store, tmp_path, 'SELECT reading FROM gauges ORDER BY "GaugeKey"')
+    readings = published('SELECT reading FROM gauges ORDER BY "GaugeKey"')
     assert readings == [(0.1428571492433548,)] * 3

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import connectorx
-import duckdb
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -21,16 +20,6 @@ from analytics_etl.pipeline import run_sync
 from analytics_etl.table_config import load_table_config, parse_table_config
 from analytics_shared.errors import ConfigError
 from analytics_shared.manifest import read_manifest
-from analytics_shared.snapshot_files import fetch_snapshot
-
-
-def published(store, tmp_path: Path, sql: str) -> list[tuple]:  # noqa: ANN001
-    manifest, _ = read_manifest(store)
-    local = tmp_path / f"published-{manifest.version}.db"
-    if not local.exists():
-        fetch_snapshot(store, manifest, local)
-    with duckdb.connect(str(local), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 def test_every_mistake_is_one_line():
@@ -96,7 +85,7 @@ def _sqlite_extras(path: Path) -> None:
         con.execute("UPDATE products SET modified_at = updated_at, updated_at = '2000-01-01 00:00:00'")
 
 
-def test_a_tables_file_shapes_a_real_sync(source_path: Path, make_settings, store, tmp_path: Path, statements):
+def test_a_tables_file_shapes_a_real_sync(source_path: Path, make_settings, store, published, tmp_path: Path, statements):
     _sqlite_extras(source_path)
     tables = tmp_path / "tables.yaml"
     tables.write_text(
@@ -123,7 +112,7 @@ def test_a_tables_file_shapes_a_real_sync(source_path: Path, make_settings, stor
                                 "GROUP BY country ORDER BY 1").fetchall()
     assert manifest.tables["v_paid"].rows == paid
     # SQLite declares no type for an expression: the count travels as text.
-    assert published(store, tmp_path, "SELECT * FROM by_country ORDER BY 1") == [(c, str(n)) for c, n in countries]
+    assert published("SELECT * FROM by_country ORDER BY 1") == [(c, str(n)) for c, n in countries]
 
     # Changes: the product's own cursor column, the view's rows, a new customer.
     with sqlite3.connect(source_path) as con:
@@ -133,12 +122,12 @@ def test_a_tables_file_shapes_a_real_sync(source_path: Path, make_settings, stor
                     "loyalty_tier, created_at, '2030-01-01 00:00:00' FROM customers WHERE id = 1")
     second = run_sync(settings)
     assert second["status"] == "published"
-    assert published(store, tmp_path, "SELECT name FROM products WHERE id = 1") == [("renamed",)]
-    assert float(published(store, tmp_path, "SELECT total FROM v_paid WHERE id = 2")[0][0]) == 12345.67
+    assert published("SELECT name FROM products WHERE id = 1") == [("renamed",)]
+    assert float(published("SELECT total FROM v_paid WHERE id = 2")[0][0]) == 12345.67
     # every_n_runs: 2: the SELECT source was not read this run, so it still lacks 'ZZ'.
-    assert ("ZZ", "1") not in published(store, tmp_path, "SELECT * FROM by_country")
+    assert ("ZZ", "1") not in published("SELECT * FROM by_country")
     assert run_sync(settings)["status"] == "published"
-    assert ("ZZ", "1") in published(store, tmp_path, "SELECT * FROM by_country")
+    assert ("ZZ", "1") in published("SELECT * FROM by_country")
 
     # The excluded columns never left the source: no statement the ETL sent names them.
     # (The tables file's own SELECT is the only text it did not build.)
@@ -173,7 +162,7 @@ def test_tables_the_source_lacks_stop_the_start_one_line_each(source_path: Path,
 
 
 @pytest.mark.postgres
-def test_postgres_view_and_select_sources(pg: psycopg.Connection, schema: str, pg_url: str, make_settings, store,
+def test_postgres_view_and_select_sources(pg: psycopg.Connection, schema: str, pg_url: str, make_settings, store, published,
                                           tmp_path: Path, statements):
     pg.execute(f"CREATE TABLE {schema}.people (id int PRIMARY KEY, name text, ssn text, salary numeric(10,2), "
                f"modified timestamptz NOT NULL DEFAULT now())")
@@ -194,8 +183,8 @@ def test_postgres_view_and_select_sources(pg: psycopg.Connection, schema: str, p
     pg.execute(f"DELETE FROM {schema}.people WHERE id = 7")
     pg.execute(f"UPDATE {schema}.people SET name = 'changed', modified = now() + interval '1 hour' WHERE id = 8")
     assert run_sync(settings)["status"] == "published"
-    rows = dict(published(store, tmp_path, "SELECT id, name FROM v_people"))
+    rows = dict(published("SELECT id, name FROM v_people"))
     assert 7 not in rows and rows[8] == "changed" and len(rows) == 299
-    assert float(published(store, tmp_path, "SELECT doubled FROM payroll WHERE id = 3")[0][0]) == 63.0
+    assert float(published("SELECT doubled FROM payroll WHERE id = 3")[0][0]) == 63.0
     view_reads = [s for s in statements if "v_people" in s]
     assert view_reads and not any("ssn" in s for s in view_reads)
