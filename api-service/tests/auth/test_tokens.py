@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
@@ -159,3 +161,53 @@ def test_revoked_key_stops_verifying_after_the_max_age(make_client, jwks_server,
     time.sleep(0.3)
     assert_denied(call(client, issuer.mint()), 401, "unknown key")
     assert call(client, replacement.mint()).status_code == 200
+
+
+class FaultyJwks:
+    """A JWKS endpoint on loopback whose answer the test chooses: status, body, extra headers."""
+
+    def __init__(self, status: int = 200, body: bytes = b"", headers: tuple = ()) -> None:
+        self.status, self.body, self.headers, self.fetches = status, body, headers, 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                outer.fetches += 1
+                self.send_response(outer.status)
+                for name, value in (("Content-Length", str(len(outer.body))), *outer.headers):
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(outer.body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/.well-known/jwks.json"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize(("status", "body"), [
+    (500, b"upstream error"),
+    (200, b"<html>maintenance</html>"),
+    (200, b"[]"),                  # JSON, but not a JWKS object
+    (200, b'{"keys": 5}'),         # an object whose keys are no list
+])
+def test_a_failing_jwks_is_refetched_once_per_cooldown_and_never_500s(make_client, status, body) -> None:  # noqa: ANN001
+    """Random kids while the issuer answers garbage: each is a 401, and the worker asks the issuer
+    once per cooldown, not once per request (an attacker must not be able to make us hammer it)."""
+    server = FaultyJwks(status, body)
+    try:
+        # The shipped cooldown and max age (30 s, 600 s): a failed fetch must not leave the set
+        # looking old enough (600 - 30 s) for every unknown kid to refetch at once.
+        client = make_client(auth0_jwks_url=server.url, jwks_refresh_cooldown_seconds=30, jwks_max_age_seconds=600)
+        for _ in range(6):
+            assert_denied(call(client, LocalIssuer.generate().mint()), 401, "unknown key")
+        assert server.fetches == 1
+    finally:
+        server.close()
+

@@ -36,8 +36,13 @@ def read_jwks(url: str) -> dict:
         return json.loads(response.read(1 << 20))
 
 
-def parse_rsa_keys(document: dict) -> dict[str, object]:
-    """Public RSA signing keys by kid; other key types and uses are ignored."""
+def parse_rsa_keys(document: object) -> dict[str, object]:
+    """Public RSA signing keys by kid; other key types and uses are ignored.
+
+    ValueError when the document is no JWKS at all (not an object, `keys` not a list): that is a
+    failed fetch, which keeps the cached keys, not an AttributeError that 500s every request."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys", []), list):
+        raise ValueError("the JWKS is not an object with a list of keys")
     keys: dict[str, object] = {}
     for jwk in document.get("keys", []):
         if not isinstance(jwk, dict) or jwk.get("kty") != "RSA" or not jwk.get("kid"):
@@ -58,6 +63,7 @@ class JwksCache:
         self.max_age = max_age_seconds
         self._keys: dict[str, object] = {}
         self._fetched_at = float("-inf")
+        self._attempted_at = float("-inf")  # the last fetch, good or failed: the cooldown counts from it
         self._lock = threading.Lock()
         self.fetch_count = 0
         self.generation = 0  # bumped whenever the key set changes: verified-token caches drop out
@@ -75,9 +81,12 @@ class JwksCache:
         Blocking: call from a worker thread, not the event loop, when cached_key misses.
         """
         with self._lock:
-            age = time.monotonic() - self._fetched_at
+            now = time.monotonic()
             key = self._keys.get(kid)
-            if age > self.max_age or (key is None and age >= self.cooldown):
+            # An unknown kid waits out the cooldown since the last *attempt*. Measured from
+            # _fetched_at, which a failed fetch sets to max_age - cooldown ago, every unknown kid
+            # refetched while the issuer was failing: one request to it per attacker request.
+            if now - self._fetched_at > self.max_age or (key is None and now - self._attempted_at >= self.cooldown):
                 self._refresh()
                 key = self._keys.get(kid)
         if key is None:
@@ -89,12 +98,13 @@ class JwksCache:
         try:
             keys = parse_rsa_keys(read_jwks(self.url))
         except (OSError, ValueError) as exc:
+            self._attempted_at = time.monotonic()
             # Keep the keys we had (an issuer hiccup must not log everyone out), and retry
             # after the cooldown rather than on every request.
             self._fetched_at = time.monotonic() - max(0.0, self.max_age - self.cooldown)
             log.error("jwks.fetch_failed", url=self.url, error=str(exc))
             return
-        self._fetched_at = time.monotonic()
+        self._fetched_at = self._attempted_at = time.monotonic()
         if keys.keys() != self._keys.keys():
             self.generation += 1
         self._keys = keys
