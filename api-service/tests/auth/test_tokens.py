@@ -211,3 +211,17 @@ def test_a_failing_jwks_is_refetched_once_per_cooldown_and_never_500s(make_clien
     finally:
         server.close()
 
+
+def test_a_jwks_redirect_is_not_followed(make_client) -> None:  # noqa: ANN001
+    """AUTH0_JWKS_URL names the one origin keys come from (https, or http on loopback only). A
+    redirect to another host (or from https down to http) must not become a source of keys."""
+    attacker = LocalIssuer.generate()
+    elsewhere = FaultyJwks(200, json.dumps(attacker.jwks()).encode())
+    redirect = FaultyJwks(302, b"", (("Location", elsewhere.url),))
+    try:
+        client = make_client(auth0_jwks_url=redirect.url)
+        assert_denied(call(client, attacker.mint()), 401, "unknown key")
+        assert elsewhere.fetches == 0
+    finally:
+        redirect.close()
+        elsewhere.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -26,13 +27,25 @@ log = get_logger(__name__)
 FETCH_TIMEOUT_SECONDS = 5
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Keys come from AUTH0_JWKS_URL itself. urllib would follow a 3xx to any host and from
+    https:// down to http://, past the checks settings made on that URL, and the keys found there
+    would be trusted: a redirect is a failed fetch instead (the cached keys stay)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201, PLR0913
+        raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl!r} refused", headers, fp)
+
+
+_opener = urllib.request.build_opener(_RefuseRedirects)
+
+
 def read_jwks(url: str) -> dict:
     """Fetch a JWKS document from https:// (or http:// on loopback) or file://."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return json.loads(Path(unquote(parsed.netloc + parsed.path)).read_text())
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "analytics-api"})
-    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310 - scheme checked in settings
+    with _opener.open(request, timeout=FETCH_TIMEOUT_SECONDS) as response:  # scheme and host checked in settings
         return json.loads(response.read(1 << 20))
 
 
