@@ -82,6 +82,23 @@ def test_required_claims(client, issuer, missing) -> None:  # noqa: ANN001
     assert_denied(call(client, token), 401, f"token lacks the {missing!r} claim")
 
 
+def signed(issuer: LocalIssuer, payload: dict) -> str:
+    """RS256 over any JSON payload, even one PyJWT's encoder would refuse to build."""
+    return jwt.api_jws.PyJWS().encode(json.dumps(payload).encode(), issuer.key, algorithm="RS256",
+                                      headers={"kid": issuer.kid})
+
+
+@pytest.mark.parametrize("exp", [10**400, "4102444800", float("inf"), True, [4102444800], None],
+                         ids=["huge-int", "string", "infinity", "bool", "list", "null"])
+def test_exp_that_is_no_finite_number_is_401(client, issuer, exp) -> None:  # noqa: ANN001
+    """RFC 7519 makes exp a NumericDate (a JSON number). A huge integer passed PyJWT's check and then
+    500ed when the verified-token cache turned it into a float; a string passed as a number."""
+    payload = claims(exp=None)
+    payload["exp"] = exp
+    r = call(client, signed(issuer, payload))
+    assert r.status_code == 401, r.text
+
+
 def test_alg_none_is_refused(client, issuer) -> None:  # noqa: ANN001
     token = f"{b64({'alg': 'none', 'typ': 'JWT', 'kid': issuer.kid})}.{b64(claims())}."
     assert_denied(call(client, token), 401, "'none' is not accepted")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -90,4 +91,13 @@ class TokenVerifier:
             raise Unauthorized(f"token lacks the {exc.claim!r} claim") from None
         except jwt.PyJWTError:
             raise Unauthorized("token signature or claims are invalid") from None
+        # PyJWT takes any exp that int() takes: a string, and integers too large for a float, which
+        # the verified-token cache (float(exp)) then turned into a 500. RFC 7519: a JSON number.
+        exp = claims["exp"]
+        try:
+            numeric = isinstance(exp, int | float) and not isinstance(exp, bool) and math.isfinite(exp)
+        except OverflowError:
+            numeric = False
+        if not numeric:
+            raise Unauthorized("token exp is not a NumericDate (a finite number of seconds)")
         return Principal(sub=str(claims["sub"]), scopes=read_scopes(claims), claims=claims)
