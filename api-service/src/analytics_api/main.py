@@ -19,7 +19,7 @@ from analytics_api.compression import install_compression
 from analytics_api.config import ApiSettings, get_settings
 from analytics_api.handlers import install_error_handlers
 from analytics_api.metrics import SNAPSHOT_CREATED, SNAPSHOT_DELAY, SNAPSHOT_SWAPS
-from analytics_api.middleware import RequestContextMiddleware
+from analytics_api.middleware import MAX_BODY_BYTES, BodyLimitMiddleware, RequestContextMiddleware
 from analytics_api.proxy import ForwardedClientMiddleware
 from analytics_api.routes import batch, health, metrics, query, schema, snapshot
 from analytics_api.services import build_services
@@ -68,6 +68,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_compression(app, settings.compression_encoding_list, settings.compression_min_bytes)
     if settings.console_enabled:
         app.include_router(console.build_router(settings))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)  # inside CORS: a browser can read the 413
     if settings.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_credentials=False,
                            allow_methods=["GET", "POST", "OPTIONS"],

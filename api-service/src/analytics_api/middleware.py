@@ -8,6 +8,7 @@ import uuid
 
 import structlog
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from analytics_api.metrics import LATENCY, REQUESTS
@@ -16,6 +17,44 @@ from analytics_shared.logging import get_logger
 log = get_logger("analytics_api.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _QUIET = {"/health", "/metrics"}
+# The largest honest body, a batch of BATCH_MAX_QUERIES (at most 100) statements of 20,000
+# characters, is about 2 MB of JSON.
+MAX_BODY_BYTES = 8 << 20
+
+
+class BodyLimitMiddleware:
+    """A request body larger than max_bytes is a JSON 413 (`request_too_large`).
+
+    FastAPI reads and parses a JSON body before any dependency runs, so before the IP limit and
+    the token check: without a cap anyone could make a worker buffer and parse gigabytes. The
+    HTTPException raised from receive() reaches the app's JSON error handler (FastAPI re-raises
+    an HTTPException met while reading the body); FastAPI's own max_body_size answers in plain
+    text from outside every middleware, without the error shape or X-Request-ID.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length") or ""
+        received = int(declared) if declared.isdigit() else 0
+
+        async def limited() -> Message:
+            nonlocal received
+            if received > self.max_bytes:  # declared too large: refused before a byte is read
+                raise HTTPException(413, f"request body larger than {self.max_bytes} bytes")
+            message = await receive()
+            if message["type"] == "http.request" and not declared.isdigit():
+                received += len(message.get("body", b""))  # chunked: counted as it arrives
+                if received > self.max_bytes:
+                    raise HTTPException(413, f"request body larger than {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
 
 
 class RequestContextMiddleware:

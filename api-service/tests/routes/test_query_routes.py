@@ -328,3 +328,15 @@ def test_a_swap_empties_the_result_cache_of_the_retired_version(client, auth, de
     again = client.get("/query", params=q, headers=auth)
     assert again.headers["x-cache"] == "miss" and again.headers["x-snapshot-version"] == new
     assert client.get("/query", params=q, headers=auth).headers["x-cache"] == "hit"
+
+
+def test_a_huge_body_is_refused_before_it_is_read_or_parsed(client, auth) -> None:  # noqa: ANN001
+    """FastAPI reads and parses a JSON body before any dependency runs, so before the IP limit and
+    the token check: without a cap, anyone could make a worker buffer and parse gigabytes."""
+    huge = b'{"sql": "SELECT 1", "params": ["' + b"a" * (64 << 20) + b'"]}'
+    for headers in ({}, auth):
+        r = client.post("/query", content=huge, headers={**headers, "Content-Type": "application/json"})
+        assert r.status_code == 413, r.text[:200]
+        assert r.json()["error"]["code"] == "request_too_large"
+    largest_batch = {"queries": [{"sql": "SELECT 1 AS one FROM orders WHERE order_id > 0" + " " * 19_900}] * 20}
+    assert client.post("/query/batch", json=largest_batch, headers=auth).status_code == 200
