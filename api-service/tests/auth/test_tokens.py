@@ -242,3 +242,21 @@ def test_a_jwks_redirect_is_not_followed(make_client) -> None:  # noqa: ANN001
     finally:
         redirect.close()
         elsewhere.close()
+
+
+def test_a_weak_rsa_key_in_the_jwks_is_not_trusted(make_client) -> None:  # noqa: ANN001
+    """A 1024-bit modulus is within reach of factoring: tokens it signs are refused (PyJWT only
+    warns about short keys when verifying, so the JWKS reader has to skip them)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    weak = LocalIssuer(rsa.generate_private_key(public_exponent=65537, key_size=1024), "weak-1024")
+    server = FaultyJwks(200, json.dumps(weak.jwks()).encode())
+    try:
+        client = make_client(auth0_jwks_url=server.url)
+        signing_input = f"{b64({'alg': 'RS256', 'typ': 'JWT', 'kid': weak.kid})}.{b64(claims())}".encode()
+        signature = weak.key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())  # RS256, by hand
+        token = f"{signing_input.decode()}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+        assert_denied(call(client, token), 401, "unknown key")
+    finally:
+        server.close()

@@ -25,6 +25,9 @@ from analytics_shared.logging import get_logger
 log = get_logger(__name__)
 
 FETCH_TIMEOUT_SECONDS = 5
+# PyJWT only warns when it verifies with a shorter key; a 1024-bit modulus is within reach of
+# factoring, and whoever factors it signs tokens. Auth0's keys are 2048 bits.
+MIN_RSA_BITS = 2048
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
@@ -63,8 +66,16 @@ def parse_rsa_keys(document: object) -> dict[str, object]:
         if jwk.get("use", "sig") != "sig" or jwk.get("alg", "RS256") != "RS256":
             continue
         try:
-            keys[jwk["kid"]] = RSAAlgorithm.from_jwk(jwk)
+            key = RSAAlgorithm.from_jwk(jwk)
         except (jwt.InvalidKeyError, ValueError, KeyError, TypeError):
+            log.warning("jwks.key_skipped", kid=jwk.get("kid"))
+            continue
+        if getattr(key, "key_size", 0) < MIN_RSA_BITS:
+            log.warning("jwks.key_skipped", kid=jwk.get("kid"), reason=f"shorter than {MIN_RSA_BITS} bits")
+            continue
+        try:
+            keys[jwk["kid"]] = key
+        except TypeError:  # an unhashable kid
             log.warning("jwks.key_skipped", kid=jwk.get("kid"))
     return keys
 
