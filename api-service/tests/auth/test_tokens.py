@@ -260,3 +260,54 @@ def test_a_weak_rsa_key_in_the_jwks_is_not_trusted(make_client) -> None:  # noqa
         assert_denied(call(client, token), 401, "unknown key")
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("header", ["jwk", "jku", "x5u"])
+def test_keys_named_by_the_token_itself_are_never_used(make_client, jwks_server, issuer, header) -> None:  # noqa: ANN001
+    """A token that carries its own key (jwk) or points at one (jku, x5u), with our kid: the key
+    comes only from AUTH0_JWKS_URL, and the place the token names is never fetched."""
+    attacker = LocalIssuer.generate()
+    elsewhere = FaultyJwks(200, json.dumps(attacker.jwks()).encode())
+    try:
+        client = make_client()
+        named = attacker.jwks()["keys"][0] if header == "jwk" else elsewhere.url
+        forged = jwt.encode(claims(), attacker.key, algorithm="RS256", headers={"kid": issuer.kid, header: named})
+        assert_denied(call(client, forged), 401, "signature")
+        assert elsewhere.fetches == 0
+    finally:
+        elsewhere.close()
+
+
+@pytest.mark.parametrize(("payload", "status", "fragment"), [
+    (claims(nbf=int(time.time()) + 3600), 401, "invalid"),
+    (claims(iat=int(time.time()) + 3600), 401, "invalid"),
+    (claims(iss=LOCAL_ISSUER.rstrip("/")), 401, "issuer"),         # the issuer is compared exactly
+    (claims(iss=LOCAL_ISSUER[:20]), 401, "issuer"),                # not as a substring
+    (claims(aud=["https://some-other-api"]), 401, "audience"),
+    (claims(scope=["read:analytics"]), 403, "read:analytics"),     # scope is a space-separated string
+    (claims(scope=None, scp="read:analytics"), 403, "read:analytics"),
+    (claims(scope=None, permissions="read:analytics"), 403, "read:analytics"),  # permissions is a list
+], ids=["nbf-future", "iat-future", "iss-no-slash", "iss-prefix", "aud-list-without-us", "scope-list", "scp",
+        "permissions-string"])
+def test_claims_that_do_not_match_the_contract_exactly_are_refused(client, issuer, payload, status, fragment) -> None:  # noqa: ANN001
+    assert_denied(call(client, signed(issuer, payload)), status, fragment)
+
+
+def test_an_audience_list_that_includes_ours_is_accepted(client, issuer) -> None:  # noqa: ANN001
+    assert call(client, signed(issuer, claims(aud=["https://other-api", LOCAL_AUDIENCE]))).status_code == 200
+
+
+def test_a_critical_header_extension_we_do_not_implement_is_refused(client, issuer) -> None:  # noqa: ANN001
+    token = jwt.api_jws.PyJWS().encode(json.dumps(claims()).encode(), issuer.key, algorithm="RS256",
+                                       headers={"kid": issuer.kid, "crit": ["exp"], "exp": 1})
+    r = call(client, token)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", r.text
+
+
+def test_a_refused_token_is_not_echoed(client, issuer) -> None:  # noqa: ANN001
+    """Error bodies name the reason, never the credential (they end up in client logs)."""
+    for token in (issuer.mint(ttl_seconds=-3600), issuer.mint(audience="https://some-other-api"),
+                  LocalIssuer.generate().mint(), issuer.mint() + "x"):
+        r = call(client, token)
+        assert r.status_code == 401
+        assert token.split(".")[1] not in r.text and token.split(".")[2] not in r.text
