@@ -81,3 +81,18 @@ def test_forwarded_headers_rules(peer: str, trusted: str, forwarded: list[str], 
     scope = {"type": "http", "client": (peer, 1234), "scheme": "http", "headers": headers}
     asyncio.run(ForwardedClientMiddleware(app, trusted)(scope, None, None))
     assert seen["client"][0] == host and seen["scheme"] == scheme
+
+
+@pytest.mark.parametrize("header", [b"forwarded", b"x-real-ip", b"x-client-ip", b"true-client-ip", b"cf-connecting-ip"])
+def test_other_client_address_headers_are_ignored(header: bytes) -> None:
+    """Only X-Forwarded-For is read, and only from a trusted peer: `Forwarded: for=...` (RFC 7239) and
+    the vendor headers are all written by the client as far as we know, so they name no bucket."""
+    seen: dict = {}
+
+    async def app(scope, receive, send) -> None:  # noqa: ANN001
+        seen.update(scope)
+
+    value = b"for=198.51.100.7" if header == b"forwarded" else b"198.51.100.7"
+    scope = {"type": "http", "client": ("10.0.0.1", 1234), "scheme": "http", "headers": [(header, value)]}
+    asyncio.run(ForwardedClientMiddleware(app, "*")(scope, None, None))
+    assert seen["client"] == ("10.0.0.1", 1234)
