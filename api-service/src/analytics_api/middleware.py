@@ -45,12 +45,12 @@ class BodyLimitMiddleware:
 
         async def limited() -> Message:
             nonlocal received
-            if received > self.max_bytes:  # declared too large: refused before a byte is read
-                raise HTTPException(413, f"request body larger than {self.max_bytes} bytes")
             message = await receive()
-            if message["type"] == "http.request" and not declared.isdigit():
-                received += len(message.get("body", b""))  # chunked: counted as it arrives
-                if received > self.max_bytes:
+            # Only body messages: an http.disconnect must reach whoever waits for it.
+            if message["type"] == "http.request":
+                if not declared.isdigit():
+                    received += len(message.get("body", b""))  # chunked: counted as it arrives
+                if received > self.max_bytes:  # a declared length is refused at its first chunk
                     raise HTTPException(413, f"request body larger than {self.max_bytes} bytes")
             return message
 
