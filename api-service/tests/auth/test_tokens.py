@@ -180,6 +180,33 @@ def test_revoked_key_stops_verifying_after_the_max_age(make_client, jwks_server,
     assert call(client, replacement.mint()).status_code == 200
 
 
+def test_an_empty_jwks_keeps_the_cached_keys(make_client, jwks_server, issuer) -> None:  # noqa: ANN001
+    """A JWKS answer with no usable key (`{"keys": []}`, or only keys we skip) is a broken answer,
+    not a revocation of every key: replacing the cache with it logged everyone out."""
+    client = make_client(jwks_refresh_cooldown_seconds=0)
+    jwks = client.app.state.services.verifier.jwks
+    assert call(client, issuer.mint(jti="before")).status_code == 200
+    jwks_server.document = {"keys": []}
+    fetches = jwks.fetch_count
+    assert_denied(call(client, LocalIssuer.generate().mint()), 401, "unknown key")  # makes it refetch
+    assert jwks.fetch_count == fetches + 1
+    assert call(client, issuer.mint(jti="after")).status_code == 200
+
+
+def test_new_key_material_under_a_known_kid_is_checked_again(make_client, jwks_server, issuer) -> None:  # noqa: ANN001
+    """The issuer replaced the key behind a kid (a compromised key, re-issued under its name).
+    A token verified with the old key must not be answered from the verified-token cache."""
+    client = make_client(jwks_refresh_cooldown_seconds=0)
+    token = issuer.mint()
+    assert call(client, token).status_code == 200
+    replacement = LocalIssuer.generate()
+    document = replacement.jwks()
+    document["keys"][0]["kid"] = issuer.kid
+    jwks_server.document = document
+    assert_denied(call(client, LocalIssuer.generate().mint()), 401, "unknown key")  # makes it refetch
+    assert_denied(call(client, token), 401, "signature")
+
+
 class FaultyJwks:
     """A JWKS endpoint on loopback whose answer the test chooses: status, body, extra headers."""
 

@@ -121,6 +121,8 @@ class JwksCache:
         self.fetch_count += 1
         try:
             keys = parse_rsa_keys(read_jwks(self.url))
+            if not keys:  # an issuer always publishes its signing key: an empty set is a broken answer
+                raise ValueError("the JWKS holds no usable RSA signing key")
         except (OSError, ValueError) as exc:
             self._attempted_at = time.monotonic()
             # Keep the keys we had (an issuer hiccup must not log everyone out), and retry
@@ -129,7 +131,13 @@ class JwksCache:
             log.error("jwks.fetch_failed", url=self.url, error=str(exc))
             return
         self._fetched_at = self._attempted_at = time.monotonic()
-        if keys.keys() != self._keys.keys():
+        # New key material under a kid it already had counts as a change too: tokens verified
+        # with the old material must be checked again, not served from the verified-token cache.
+        if _material(keys) != _material(self._keys):
             self.generation += 1
         self._keys = keys
         log.info("jwks.fetched", url=self.url, kids=sorted(keys))
+
+
+def _material(keys: dict[str, object]) -> dict[str, object]:
+    return {kid: key.public_numbers() for kid, key in keys.items()}  # type: ignore[attr-defined]
