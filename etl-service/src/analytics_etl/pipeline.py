@@ -28,7 +28,7 @@ from analytics_etl.local_snapshot import LocalSnapshot
 from analytics_etl.publish import Published, publish_snapshot, write_run_record
 from analytics_etl.readahead import ReadAhead, select_changes, start_read_ahead
 from analytics_etl.reconcile import reconcile_table
-from analytics_etl.retention import IndexCache, retain_and_collect
+from analytics_etl.retention import IndexCache, due, retain_and_collect
 from analytics_etl.source_health import source_failure
 from analytics_etl.source import TableSpec, create_source_engine, describe_source, reflect_tables, select_rows
 from analytics_etl.table_schedule import tables_due
@@ -308,7 +308,7 @@ def _publish(settings: EtlSettings, store: ObjectStore, build: Build, manifest: 
     # Whether reused chunks are still in the store is checked at most once per grace period:
     # the check lists every chunk's key, which a publish that moves a few chunks should not.
     checked = settings.etl_state_dir / "last_chunk_check"
-    check_reused = not checked.exists() or time.time() - checked.stat().st_mtime >= settings.gc_grace_seconds
+    check_reused = due(checked, settings.gc_grace_seconds)
     published = publish_snapshot(
         store, path, build.base, format_version=settings.manifest_format, chunk_size=settings.chunk_size,
         concurrency=settings.upload_concurrency, expected_etag=etag, check_reused=check_reused,

@@ -136,6 +136,13 @@ def _version_day(key: str) -> str:
     return name[len("analytics_"):][:10] if name.startswith("analytics_") else ""
 
 
+def due(marker: Path, every_seconds: float) -> bool:
+    """Whether a job that runs at most once per `every_seconds` is due: `marker` is touched
+    each time it runs (a file in ETL_STATE_DIR, so the period survives a restart)."""
+    last = marker.stat().st_mtime if marker.exists() else 0.0
+    return time.time() - last >= every_seconds
+
+
 def retain_and_collect(store: ObjectStore, state_dir: Path, *, keep: int, protect: set[str],
                        grace_seconds: float, keep_hours: float = 0, runs_keep_days: int | None = None) -> None:
     """After a publish: retention every time; the chunk sweep and the pruning of old run
@@ -144,8 +151,7 @@ def retain_and_collect(store: ObjectStore, state_dir: Path, *, keep: int, protec
     marker = state_dir / "last_chunk_gc"
     try:
         apply_retention(store, keep=keep, protect=protect, grace_seconds=grace_seconds, keep_hours=keep_hours)
-        last = marker.stat().st_mtime if marker.exists() else 0.0
-        if time.time() - last >= grace_seconds:
+        if due(marker, grace_seconds):
             collect_chunks(store, IndexCache(state_dir / "indexes"), grace_seconds=grace_seconds)
             if runs_keep_days is not None:
                 prune_run_records(store, keep_days=runs_keep_days)
